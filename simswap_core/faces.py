@@ -1,0 +1,102 @@
+"""Detected faces of a batch of frames, flattened over frames so every face operation is one batched op."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class DetectedFaces:
+    """Faces found in a batch of N frames, flattened over frames (F faces in total).
+
+    boxes:       [F,4] float32, x1, y1, x2, y2 in frame pixels.
+    points:      [F,5,2] float32, ArcFace order: image-left eye, image-right eye, nose,
+                 image-left mouth corner, image-right mouth corner; (x, y) pixel centres.
+    scores:      [F] float32 detector confidence in [0,1].
+    frame_index: [F] int64, the frame each face belongs to, sorted ascending.
+    frame_sizes: (H, W) of each of the N frames.
+    """
+
+    boxes: torch.Tensor
+    points: torch.Tensor
+    scores: torch.Tensor
+    frame_index: torch.Tensor
+    frame_sizes: list[tuple[int, int]]
+
+    def __post_init__(self) -> None:
+        f = self.boxes.shape[0]
+        if self.boxes.shape != (f, 4) or self.points.shape != (f, 5, 2) or self.scores.shape != (f,) \
+                or self.frame_index.shape != (f,):
+            raise ValueError(
+                "DetectedFaces: expected boxes [F,4], points [F,5,2], scores [F], frame_index [F]; got "
+                f"{tuple(self.boxes.shape)}, {tuple(self.points.shape)}, {tuple(self.scores.shape)}, "
+                f"{tuple(self.frame_index.shape)}")
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_sizes)
+
+    @property
+    def device(self) -> torch.device:
+        return self.boxes.device
+
+    def select(self, keep: torch.Tensor) -> "DetectedFaces":
+        """Faces kept by a bool mask [F] or int64 indices (kept in ascending frame order)."""
+        if keep.dtype == torch.bool:
+            keep = keep.nonzero().flatten()
+        keep = keep.to(self.boxes.device)
+        keep = keep[torch.argsort(self.frame_index[keep], stable=True)]
+        return DetectedFaces(self.boxes[keep], self.points[keep], self.scores[keep], self.frame_index[keep],
+                             list(self.frame_sizes))
+
+    def to(self, device: torch.device | str) -> "DetectedFaces":
+        return DetectedFaces(self.boxes.to(device), self.points.to(device), self.scores.to(device),
+                             self.frame_index.to(device), list(self.frame_sizes))
+
+    def for_frame(self, i: int) -> "DetectedFaces":
+        """The faces of frame i, as a one-frame DetectedFaces (frame_index all 0)."""
+        sel = self.select(self.frame_index == i)
+        return DetectedFaces(sel.boxes, sel.points, sel.scores, torch.zeros_like(sel.frame_index),
+                             [self.frame_sizes[i]])
+
+    def counts(self) -> list[int]:
+        """Number of faces in each frame."""
+        return torch.bincount(self.frame_index.cpu(), minlength=self.num_frames).tolist()
+
+    def areas(self) -> torch.Tensor:
+        """[F] box areas in pixels²."""
+        wh = (self.boxes[:, 2:] - self.boxes[:, :2]).clamp(min=0)
+        return wh[:, 0] * wh[:, 1]
+
+    def to_json(self) -> list[list[dict]]:
+        """Per frame, a list of {"index", "box", "points", "score"} with plain floats (index = position in frame)."""
+        out: list[list[dict]] = [[] for _ in self.frame_sizes]
+        boxes, points, scores = self.boxes.cpu().tolist(), self.points.cpu().tolist(), self.scores.cpu().tolist()
+        for f, fi in enumerate(self.frame_index.cpu().tolist()):
+            out[fi].append({"index": len(out[fi]), "box": [round(v, 2) for v in boxes[f]],
+                            "points": [[round(x, 2), round(y, 2)] for x, y in points[f]],
+                            "score": round(scores[f], 4)})
+        return out
+
+    @staticmethod
+    def empty(frame_sizes: list[tuple[int, int]], device: torch.device | str | None = None) -> "DetectedFaces":
+        z = torch.zeros
+        return DetectedFaces(z(0, 4, device=device), z(0, 5, 2, device=device), z(0, device=device),
+                             z(0, dtype=torch.int64, device=device), list(frame_sizes))
+
+    @staticmethod
+    def concat(items: list["DetectedFaces"]) -> "DetectedFaces":
+        """Frames of each item appended in order (frame indices are offset)."""
+        if not items:
+            raise ValueError("DetectedFaces.concat: expected at least one item")
+        offset, idx = 0, []
+        for it in items:
+            idx.append(it.frame_index + offset)
+            offset += it.num_frames
+        return DetectedFaces(torch.cat([i.boxes for i in items]), torch.cat([i.points for i in items]),
+                             torch.cat([i.scores for i in items]), torch.cat(idx),
+                             [s for i in items for s in i.frame_sizes])
