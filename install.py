@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""ComfyUI-SimSwap model installer (thin CLI over ``simswap_core.download.main``).
+
+    python install.py                  # status of the recommended files; downloads NOTHING (ComfyUI-Manager runs this)
+    python install.py --list           # every known file: size, checksum, licence, installed or not
+    python install.py --check          # verify present files (published sha256, else the first-download record)
+    python install.py --download       # download the recommended set (licence notice first)
+    python install.py --model simswap_512 scrfd_10g [--models-dir DIR] [--mirror URL_OR_FOLDER]
+    python install.py --all
+
+Set SIMSWAP_AUTO_DOWNLOAD=1 to make the argument-less run download the recommended set.
+This script never runs pip. It loads only simswap_core's installer modules (not torch).
+"""
+import os
+import sys
+import types
+
+if __name__ == "__main__":
+    _pkg_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "simswap_core")
+    if "simswap_core" not in sys.modules:
+        # Load simswap_core.download without running simswap_core/__init__.py (which imports torch and the models):
+        # the installer only needs the standard library and works before/without the heavy runtime.
+        _pkg = types.ModuleType("simswap_core")
+        _pkg.__path__ = [_pkg_dir]
+        sys.modules["simswap_core"] = _pkg
+    from simswap_core.download import main
+
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Widget values -> simswap_core FaceSelection (shared by the identity and swap nodes)."""
+from __future__ import annotations
+
+ORDERS = ["left-right", "top-bottom", "size", "score"]
+SELECT_MODES = ["all", "largest", "best", "index", "reference"]
+
+
+def parse_indices(text: str, name: str = "face_index") -> tuple[int, ...]:
+    """'0' or '0, 2' -> (0,) / (0, 2); clear error otherwise."""
+    from simswap_core.errors import InputError
+
+    parts = [p.strip() for p in str(text).replace(";", ",").split(",") if p.strip()]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if not values or any(v < 0 for v in values):
+        raise InputError(f"{name}: expected face numbers >= 0 separated by commas (e.g. '0' or '0,2'), "
+                         f"got {text!r}")
+    return values
+
+
+def make_selection(how: str, indices: str = "0", order: str = "left-right", threshold: float | None = None):
+    from simswap_core.detection.select import FaceSelection
+    from simswap_core.errors import InputError
+
+    if how not in SELECT_MODES:
+        raise InputError(f"faces: expected one of {SELECT_MODES}, got {how!r}")
+    if order not in ORDERS:
+        raise InputError(f"order: expected one of {ORDERS}, got {order!r}")
+    kwargs = {"how": how, "order": order}
+    if how == "index":
+        kwargs["indices"] = parse_indices(indices)
+    if how == "reference" and threshold is not None:
+        kwargs["threshold"] = float(threshold)
+    return FaceSelection(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- mask options
+MASK_KINDS = ["box", "ellipse", "parsing"]
+OFFICIAL_REGIONS_TEXT = "skin,brows,eyes,glasses,nose,lips,mouth"
+
+
+def mask_inputs(default_kind: str = "box") -> dict:
+    """The widgets that describe a crop-space face mask (shared by SimSwap Swap and Face Mask)."""
+    return {
+        "mask": (MASK_KINDS, {
+            "default": default_kind,
+            "tooltip": "Region of each aligned face that is replaced: box = the whole aligned crop (official "
+                       "default), ellipse = a face ellipse from the 5 landmarks, parsing = BiSeNet regions of the "
+                       "target face (needs a face parser; official --use_mask)."}),
+        "mask_regions": ("STRING", {
+            "default": OFFICIAL_REGIONS_TEXT,
+            "tooltip": "For mask = parsing: comma-separated regions among skin, brows, eyes, glasses, nose, lips, "
+                       "mouth, ears, earrings, neck, hair, hat (default = official set)."}),
+        "mask_grow": ("FLOAT", {
+            "default": 0.0, "min": -0.5, "max": 0.5, "step": 0.005,
+            "tooltip": "Grow (> 0) or shrink (< 0) the mask, as a fraction of the aligned crop size (so it scales "
+                       "with the face)."}),
+        "mask_feather": ("FLOAT", {
+            "default": -1.0, "min": -1.0, "max": 1.0, "step": 0.005,
+            "tooltip": "Width of the soft edge as a fraction of the crop size; -1 = the kind's default "
+                       "(box 0, ellipse 0.06, parsing 0.03)."}),
+    }
+
+
+def make_mask_spec(mask: str, mask_regions: str, mask_grow: float, mask_feather: float):
+    from simswap_core.errors import InputError
+    from simswap_core.masks import MaskSpec
+
+    if mask not in MASK_KINDS:
+        raise InputError(f"mask: expected one of {MASK_KINDS}, got {mask!r}")
+    regions = tuple(r.strip() for r in str(mask_regions).split(",") if r.strip())
+    if not regions:
+        raise InputError(f"mask_regions: expected comma-separated region names, got {mask_regions!r}")
+    feather = None if float(mask_feather) < 0 else float(mask_feather)
+    return MaskSpec(kind=mask, regions=regions, grow=float(mask_grow), feather=feather)

@@ -1,0 +1,182 @@
+"""Which detected faces to swap: parse a selection spec and pick faces per frame, batched over all frames.
+
+Specs (case-insensitive, spaces ignored):
+  "all"                      every face
+  "largest"                  per frame, the face with the largest box
+  "best"                     per frame, the highest detector score (official single-face mode)
+  "index:N" / "index:0,2"    per frame, faces numbered in ``order`` (negative numbers count from the end);
+  "index:0,2@top-bottom"     ... with the order given: left-right (default), top-bottom, size (largest first),
+                             score (highest first). The preview (draw_faces) numbers faces the same way.
+  "reference" / "ref"        per frame, the one face closest to a reference identity if its distance is below the
+  "reference:0.05"           threshold (official "specific person" mode: raw-ArcFace MSE < --id_thres 0.03);
+  "reference:all[:0.05]"     every face below the threshold.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InputError
+from ..faces import DetectedFaces
+from .base import rank_within_frame
+
+ORDERS = ("left-right", "top-bottom", "size", "score")
+MODES = ("all", "largest", "best", "index", "reference")
+DEFAULT_REFERENCE_THRESHOLD = 0.03  # official --id_thres, MSE of raw ArcFace embeddings
+_ALIASES = {"ref": "reference", "specific": "reference", "biggest": "largest", "highest": "best", "first": "best"}
+_SYNTAX = ('"all", "largest", "best", "index:N[,M...][@order]" (order: left-right, top-bottom, size, score), '
+           '"reference[:all][:threshold]"')
+
+
+@dataclass(frozen=True)
+class FaceSelection:
+    """A parsed selection. how: one of MODES; indices: for "index"; order: numbering for "index";
+    threshold: max reference distance for "reference"; all_matches: "reference:all" (every face below threshold
+    instead of the closest one per frame)."""
+
+    how: str = "all"
+    indices: tuple[int, ...] = ()
+    order: str = "left-right"
+    threshold: float = DEFAULT_REFERENCE_THRESHOLD
+    all_matches: bool = False
+
+    def __post_init__(self) -> None:
+        if self.how not in MODES:
+            raise InputError(f"face selection: unknown mode {self.how!r}; expected one of {_SYNTAX}")
+        if self.order not in ORDERS:
+            raise InputError(f"face selection: unknown order {self.order!r}; expected one of {', '.join(ORDERS)}")
+        if self.how == "index" and not self.indices:
+            raise InputError("face selection 'index': expected at least one face number, e.g. 'index:0'")
+        if not self.threshold > 0:
+            raise InputError(f"face selection: reference threshold must be > 0, got {self.threshold}")
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.how == "reference"
+
+    @classmethod
+    def parse(cls, spec: "str | FaceSelection", *, order: str | None = None,
+              threshold: float | None = None) -> "FaceSelection":
+        """FaceSelection from a spec string (see module doc); ``order`` / ``threshold`` override the spec's."""
+        if isinstance(spec, FaceSelection):
+            sel = spec
+        else:
+            if not isinstance(spec, str):
+                raise InputError(f"face selection: expected a string like {_SYNTAX}; got {type(spec).__name__}")
+            sel = cls._parse(spec)
+        if order is not None or threshold is not None:
+            o = order.strip().lower() if order is not None else sel.order
+            sel = cls(sel.how, sel.indices, o, sel.threshold if threshold is None else float(threshold),
+                      sel.all_matches)
+        return sel
+
+    @classmethod
+    def _parse(cls, spec: str) -> "FaceSelection":
+        s = "".join(spec.split()).lower()
+        head, _, rest = s.partition(":")
+        head = _ALIASES.get(head, head)
+        if head in ("all", "largest", "best"):
+            if rest:
+                raise InputError(f"face selection {spec!r}: {head!r} takes no argument; expected one of {_SYNTAX}")
+            return cls(head)
+        if head == "index":
+            nums, _, order = rest.partition("@")
+            order = order or "left-right"
+            if order not in ORDERS:
+                raise InputError(f"face selection {spec!r}: unknown order {order!r}; expected one of "
+                                 f"{', '.join(ORDERS)}")
+            try:
+                idx = tuple(int(t) for t in nums.split(","))
+            except ValueError:
+                raise InputError(f"face selection {spec!r}: expected comma-separated face numbers after 'index:', "
+                                 f"e.g. 'index:0' or 'index:0,2' (0 = first face in {order} order)") from None
+            return cls("index", tuple(dict.fromkeys(idx)), order)
+        if head == "reference":
+            parts = [p for p in rest.split(":")] if rest else []
+            all_matches, thr = False, DEFAULT_REFERENCE_THRESHOLD
+            for p in parts:
+                if p == "all":
+                    all_matches = True
+                    continue
+                try:
+                    thr = float(p)
+                except ValueError:
+                    raise InputError(f"face selection {spec!r}: expected 'reference', 'reference:all', "
+                                     f"'reference:<threshold>' or 'reference:all:<threshold>'") from None
+            return cls("reference", threshold=thr, all_matches=all_matches)
+        raise InputError(f"face selection {spec!r}: unknown mode {head!r}; expected one of {_SYNTAX}")
+
+    def __str__(self) -> str:
+        if self.how == "index":
+            return "index:" + ",".join(map(str, self.indices)) + ("" if self.order == "left-right"
+                                                                  else f"@{self.order}")
+        if self.how == "reference":
+            return "reference" + (":all" if self.all_matches else "") + f":{self.threshold:g}"
+        return self.how
+
+
+def order_faces(faces: DetectedFaces, order: str = "left-right") -> torch.Tensor:
+    """[F] int64 rank of each face within its frame (0 = first) in ``order``:
+    "left-right" (box centre x, ties by y), "top-bottom" (centre y, ties by x), "size" (largest box first),
+    "score" (highest first). Used by "index:N" selection and by the preview numbering."""
+    if order not in ORDERS:
+        raise InputError(f"face order: unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+    cx = (faces.boxes[:, 0] + faces.boxes[:, 2]) / 2
+    cy = (faces.boxes[:, 1] + faces.boxes[:, 3]) / 2
+    key, tie = {"left-right": (cx, cy), "top-bottom": (cy, cx), "size": (-faces.areas(), cx),
+                "score": (-faces.scores, cx)}[order]
+    return rank_within_frame(faces.frame_index, key, faces.num_frames, tiebreak=tie)
+
+
+def _one_per_frame(faces: DetectedFaces, value: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """[F] bool: per frame, the face with the highest ``value`` among ``valid`` ones (ties: the first face)."""
+    f = len(faces)
+    fi = faces.frame_index
+    v = value.float() if valid is None else torch.where(valid, value.float(), torch.full_like(value.float(),
+                                                                                          float("-inf")))
+    best = torch.full((faces.num_frames,), float("-inf"), device=v.device).scatter_reduce(0, fi, v, "amax")
+    cand = v == best[fi]
+    if valid is not None:
+        cand &= valid
+    pos = torch.arange(f, device=v.device)
+    first = torch.full((faces.num_frames,), f, device=v.device, dtype=torch.int64).scatter_reduce(
+        0, fi, torch.where(cand, pos, torch.full_like(pos, f)), "amin")
+    return cand & (pos == first[fi])
+
+
+def select_faces(faces: DetectedFaces, selection: "FaceSelection | str", *,
+                 reference_distance: torch.Tensor | None = None) -> torch.Tensor:
+    """[F] bool mask of the faces to swap. Batched over all frames (scatter ops over frame_index).
+
+    reference_distance: [F] distance of each face to the reference identity (official: MSE of raw ArcFace
+    embeddings), required for "reference".
+    """
+    sel = FaceSelection.parse(selection)
+    f = len(faces)
+    dev = faces.device
+    if sel.how == "reference":
+        if reference_distance is None:
+            raise InputError("face selection 'reference': needs reference_distance [F] (distance of each face to "
+                             "the reference identity); pass a reference identity")
+        d = torch.as_tensor(reference_distance, device=dev).float().reshape(-1)
+        if d.shape[0] != f:
+            raise InputError(f"face selection 'reference': reference_distance has {d.shape[0]} values for {f} faces")
+    if f == 0:
+        return torch.zeros(0, dtype=torch.bool, device=dev)
+    if sel.how == "all":
+        return torch.ones(f, dtype=torch.bool, device=dev)
+    if sel.how == "largest":
+        return _one_per_frame(faces, faces.areas())
+    if sel.how == "best":
+        return _one_per_frame(faces, faces.scores)
+    if sel.how == "index":
+        rank = order_faces(faces, sel.order)
+        counts = torch.bincount(faces.frame_index, minlength=faces.num_frames)[faces.frame_index]
+        want = torch.tensor(sel.indices, dtype=torch.int64, device=dev)
+        want = torch.where(want[None, :] < 0, counts[:, None] + want[None, :], want[None, :])  # [F,K]
+        return (rank[:, None] == want).any(1)
+    below = d < sel.threshold  # official: swap only if min distance < id_thres
+    if sel.all_matches:
+        return below
+    return _one_per_frame(faces, -d, valid=below)

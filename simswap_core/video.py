@@ -1,0 +1,304 @@
+"""Video and frame-sequence I/O with PyAV: frames in batches as tensors, same count, order and fps out, audio copied.
+
+Frames are `[B,3,H,W]` float32 RGB in [0,1]. Every decoded frame is yielded exactly once, in decode
+(presentation) order; the writer gives frame i the timestamp i/fps, so the output has the same frame count and
+order as the input at the input's average frame rate. Audio packets of the source are copied without re-encoding
+when the output container accepts the codec, otherwise re-encoded to AAC.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .imageio import LoadedImage, list_images, read_image
+
+_MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
+_MOV_AUDIO = _MP4_AUDIO + ("pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_u8")
+VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif", ".mpg", ".mpeg", ".ts")
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTS
+
+
+@dataclass
+class VideoInfo:
+    """What the writer needs to reproduce a video: size, frame rate, frame count (None if unknown), audio."""
+
+    path: Path
+    width: int
+    height: int
+    fps: Fraction
+    frame_count: int | None
+    has_audio: bool
+    codec: str
+
+
+def _open(path: Path):
+    import av
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: video file not found")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise InputError(f"{path}: not a readable video ({e})") from e
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{path}: has no video stream")
+    return container
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Size, fps, frame count (from the header; None if the container does not say) and audio presence."""
+    path = Path(path)
+    with _open(path) as c:
+        s = c.streams.video[0]
+        fps = s.average_rate or s.guessed_rate or s.base_rate or Fraction(25)
+        count = int(s.frames) if s.frames else None
+        return VideoInfo(path, s.codec_context.width, s.codec_context.height, Fraction(fps), count,
+                         bool(c.streams.audio), s.codec_context.name)
+
+
+def iter_video_frames(path: str | os.PathLike, batch_size: int = 16,
+                      device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
+    """Yield every frame of the first video stream, in order, as [B,3,H,W] float32 RGB [0,1] (B <= batch_size)."""
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    path = Path(path)
+    with _open(path) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        buf: list[np.ndarray] = []
+        for frame in c.decode(stream):
+            buf.append(frame.to_ndarray(format="rgb24"))
+            if len(buf) == batch_size:
+                yield _stack(buf, device)
+                buf = []
+        if buf:
+            yield _stack(buf, device)
+
+
+def _stack(arrays: list[np.ndarray], device) -> torch.Tensor:
+    t = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    if device is not None:
+        t = t.to(device)
+    return t.float().div_(255.0)
+
+
+def to_uint8_hwc(frames: torch.Tensor) -> np.ndarray:
+    """[B,3,H,W] float RGB [0,1] -> [B,H,W,3] uint8 (rounded), on the CPU."""
+    return (frames.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+class VideoWriter:
+    """Write frames to a video file at a fixed fps, optionally copying the audio of another file.
+
+    Use as a context manager; `write(frames[B,3,H,W])` as often as needed. The file is written to a temporary
+    name and moved into place on a clean close (never left half-written, never replaces an existing file unless
+    overwrite=True). Odd sizes use yuv444p (yuv420p needs even sizes).
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: Fraction | float, width: int, height: int, *,
+                 audio_from: str | os.PathLike | None = None, codec: str = "libx264", crf: int = 17,
+                 overwrite: bool = False):
+        import av
+
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise InputError(f"{self.path}: already exists; pass --overwrite (overwrite=True) to replace it")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.overwrite = overwrite
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}",
+                                   dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self.fps = Fraction(fps).limit_denominator(1_000_000)
+        self.width, self.height = int(width), int(height)
+        self.frames_written = 0
+        fmt = "mp4" if self.path.suffix.lower() in (".mp4", ".m4v") else None
+        self._out = av.open(str(self._tmp), mode="w", format=fmt)
+        if codec not in av.codecs_available:
+            raise InputError(f"video codec {codec!r} is not available in this PyAV/FFmpeg build")
+        self._v = self._out.add_stream(codec, rate=self.fps)
+        self._v.width, self._v.height = self.width, self.height
+        even = self.width % 2 == 0 and self.height % 2 == 0
+        self._v.pix_fmt = "yuv420p" if even or codec not in ("libx264",) else "yuv444p"
+        self._tb = Fraction(1, 1) / self.fps  # frame i has pts i; kept here (the muxer may change stream.time_base)
+        self._v.time_base = self._tb
+        if codec == "libx264":
+            self._v.options = {"crf": str(crf), "preset": "medium"}
+        self._audio_in = None
+        self._audio_out = None
+        self._audio_packets = None
+        self._pending = None
+        self._audio_transcode = None
+        if audio_from is not None:
+            self._setup_audio(Path(audio_from))
+
+    # -- audio ---------------------------------------------------------------------------------------------
+    def _setup_audio(self, src: Path) -> None:
+        import av
+
+        inp = av.open(str(src))
+        if not inp.streams.audio:
+            inp.close()
+            return
+        a = inp.streams.audio[0]
+        self._audio_in = inp
+        name = a.codec_context.name
+        ext = self.path.suffix.lower()
+        copy_ok = {".mkv": None, ".mov": _MOV_AUDIO, ".mp4": _MP4_AUDIO, ".m4v": _MP4_AUDIO,
+                   ".webm": ("opus", "vorbis")}.get(ext, ())
+        if copy_ok is None or name in copy_ok:
+            self._audio_out = self._out.add_stream_from_template(a)
+        else:
+            # The container cannot hold this codec as is (e.g. PCM in MP4): decode and re-encode.
+            codec = "libopus" if ext == ".webm" else "aac"
+            if codec not in av.codecs_available:
+                warnings.warn(f"{src}: cannot copy its {name} audio into {ext} and no {codec} encoder is "
+                              "available; the output has no audio", stacklevel=3)
+                inp.close()
+                self._audio_in = None
+                return
+            rate = 48000 if codec == "libopus" else (a.rate or 48000)
+            self._audio_out = self._out.add_stream(codec, rate=rate)
+            layout = a.layout.name if a.layout is not None and a.layout.nb_channels <= 2 else "stereo"
+            self._audio_out.layout = layout
+            fmt = self._audio_out.codec_context.codec.audio_formats[0].name
+            self._audio_transcode = av.AudioResampler(format=fmt, layout=layout, rate=rate)
+        self._audio_packets = inp.demux(a)
+
+    def _mux_audio_until(self, seconds: float | None) -> None:
+        """Copy source audio packets up to `seconds` (None = all) so audio and video stay interleaved."""
+        if self._audio_packets is None:
+            return
+        while True:
+            pkt = self._pending
+            self._pending = None
+            if pkt is None:
+                pkt = next(self._audio_packets, None)
+                if pkt is None:
+                    self._audio_packets = None
+                    return
+            if pkt.dts is None and pkt.size == 0:
+                continue
+            t = float(pkt.pts * pkt.time_base) if pkt.pts is not None else 0.0
+            if seconds is not None and t > seconds:
+                self._pending = pkt
+                return
+            if self._audio_transcode is None:
+                pkt.stream = self._audio_out
+                self._out.mux(pkt)
+            else:
+                for fr in pkt.decode():
+                    for rf in self._audio_transcode.resample(fr):
+                        rf.pts = None
+                        self._out.mux(self._audio_out.encode(rf))
+
+    # -- video ---------------------------------------------------------------------------------------------
+    def write(self, frames: torch.Tensor) -> None:
+        """Append frames [B,3,H,W] (or [3,H,W]) float RGB [0,1], any device."""
+        import av
+
+        if frames.dim() == 3:
+            frames = frames[None]
+        if frames.dim() != 4 or frames.shape[1] != 3 or tuple(frames.shape[-2:]) != (self.height, self.width):
+            raise InputError(f"VideoWriter: expected frames [B,3,{self.height},{self.width}], "
+                             f"got {tuple(frames.shape)}")
+        for a in to_uint8_hwc(frames):
+            vf = av.VideoFrame.from_ndarray(a, format="rgb24")
+            vf.pts = self.frames_written
+            vf.time_base = self._tb
+            self._out.mux(self._v.encode(vf))
+            self.frames_written += 1
+        self._mux_audio_until(self.frames_written / float(self.fps))
+
+    def close(self) -> Path:
+        """Flush the encoder, copy the remaining audio and move the file into place."""
+        if self._out is None:
+            return self.path
+        self._out.mux(self._v.encode(None))
+        self._mux_audio_until(None)
+        if self._audio_out is not None and self._audio_transcode is not None:
+            for rf in self._audio_transcode.resample(None):
+                rf.pts = None
+                self._out.mux(self._audio_out.encode(rf))
+            self._out.mux(self._audio_out.encode(None))
+        self._out.close()
+        self._out = None
+        if self._audio_in is not None:
+            self._audio_in.close()
+        if self.path.exists() and not self.overwrite:
+            self._tmp.unlink(missing_ok=True)
+            raise InputError(f"{self.path}: appeared while writing; pass --overwrite to replace it")
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file (used on errors)."""
+        if self._out is not None:
+            try:
+                self._out.close()
+            except Exception:  # noqa: BLE001 - the file is being discarded anyway
+                pass
+            self._out = None
+        if self._audio_in is not None:
+            self._audio_in.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def count_frames(path: str | os.PathLike) -> int:
+    """Exact frame count by decoding every frame (slow but certain)."""
+    with _open(Path(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def iter_image_folder(folder: str | os.PathLike, batch_size: int = 16, device: torch.device | str | None = None
+                      ) -> Iterator[tuple[list[LoadedImage], torch.Tensor]]:
+    """Images of a folder in natural name order, batched as ([LoadedImage...], [B,3,H,W]).
+
+    A batch holds consecutive images of the same size only (a size change starts a new batch), so every image
+    is yielded once and order is kept.
+    """
+    files = list_images(folder)
+    if not files:
+        raise InputError(f"{folder}: contains no images (expected {', '.join(('.png', '.jpg', '.tif', '...'))})")
+    batch: list[LoadedImage] = []
+    for p in files:
+        img = read_image(p)
+        if batch and (img.size != batch[0].size or len(batch) == batch_size):
+            yield batch, _cat(batch, device)
+            batch = []
+        batch.append(img)
+    if batch:
+        yield batch, _cat(batch, device)
+
+
+def _cat(batch: list[LoadedImage], device) -> torch.Tensor:
+    t = torch.cat([b.image for b in batch])
+    return t.to(device) if device is not None else t
+
+
+def warn_if_vfr(info: VideoInfo) -> None:
+    if info.fps.denominator > 1001:
+        warnings.warn(f"{info.path}: frame rate {float(info.fps):.3f} looks variable; the output uses a constant "
+                      "rate with the same frame count", stacklevel=2)

