@@ -220,15 +220,27 @@ class ManagedModel:
             self._module = None
 
     def module(self) -> torch.nn.Module:
-        if self.patcher is None:
-            return self._module
-        import comfy.model_management as mm
-
-        mm.load_models_gpu([self.patcher])
-        return self.patcher.model
+        return load_managed(self)[0]
 
     def __repr__(self) -> str:
         return f"<SimSwap {self.kind} {self.name}>"
+
+
+def load_managed(*models: "ManagedModel | None") -> list:
+    """The torch modules of several managed models, loaded onto the compute device by ONE call of ComfyUI's
+    ``load_models_gpu`` (so loading one never offloads another of the same run); None stays None."""
+    patchers = [m.patcher for m in models if m is not None and m.patcher is not None]
+    if patchers:
+        import comfy.model_management as mm
+
+        mm.load_models_gpu(patchers)
+    out = []
+    for m in models:
+        if m is None:
+            out.append(None)
+        else:
+            out.append(m._module if m.patcher is None else m.patcher.model)
+    return out
 
 
 @dataclass

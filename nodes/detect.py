@@ -6,6 +6,8 @@ import json
 from ._common import CATEGORY, image_to_nchw, nchw_to_image, progress_callback, soft_empty_cache
 from .selection import ORDERS
 
+DETECT_BATCH = 16  # frames per detector call
+
 
 class SimSwapDetectFaces:
     DESCRIPTION = ("Finds the faces of every frame of an IMAGE batch (boxes, 5 landmarks, scores) and draws a "
@@ -35,12 +37,18 @@ class SimSwapDetectFaces:
     def detect(self, images, detector, order):
         from simswap_core.detection import draw_faces, order_faces
 
+        from simswap_core.faces import DetectedFaces
+
         frames = image_to_nchw(images, "images")
-        progress = progress_callback(1)
-        faces = detector.detect(frames)
+        n = frames.shape[0]
+        progress = progress_callback(n)
+        parts = []
+        for start in range(0, n, DETECT_BATCH):  # frame batches: progress bar + Cancel between them
+            parts.append(detector.detect(frames[start:start + DETECT_BATCH]))
+            if progress:
+                progress(min(start + DETECT_BATCH, n), n)
+        faces = parts[0] if len(parts) == 1 else DetectedFaces.concat(parts)
         soft_empty_cache()
-        if progress:
-            progress(1, 1)
         ranks = order_faces(faces, order)
         preview = draw_faces(frames, faces, order=order)
         per_frame = faces.to_json()

@@ -5,16 +5,19 @@ import torch
 
 from ._common import (CATEGORY, FaceCrops, compute_device, image_to_nchw, mask_to_n1hw, n1hw_to_mask,
                       nchw_to_image)
-from .selection import ORDERS, make_mask_spec, make_selection, mask_inputs
+from .selection import ORDERS, make_mask_spec, make_selection, mask_inputs, validate_face_index
 
 
 def _resize_to(x: torch.Tensor, size: int) -> torch.Tensor:
     """[F,C,h,w] -> [F,C,size,size] with ComfyUI's own resampler (area when shrinking, bilinear when growing)."""
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
-    import comfy.utils
-
     method = "area" if x.shape[-1] > size else "bilinear"
+    try:
+        import comfy.utils
+    except ImportError:  # outside ComfyUI (unit tests): the same resamplers from torch
+        return torch.nn.functional.interpolate(x, size=(size, size), mode=method,
+                                               **({} if method == "area" else {"align_corners": False}))
     return comfy.utils.common_upscale(x, size, size, method, "disabled")
 
 
@@ -37,6 +40,10 @@ class SimSwapAlignFaces:
     OUTPUT_TOOLTIPS = ("Aligned crops of the chosen faces plus their alignment (frame -> crop matrices).",)
 
     @classmethod
+    def VALIDATE_INPUTS(cls, face_index):
+        return validate_face_index(face_index)
+
+    @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "images": ("IMAGE", {"tooltip": "The frames the faces were detected in."}),
@@ -51,9 +58,13 @@ class SimSwapAlignFaces:
             "face_index": ("STRING", {"default": "0",
                                       "tooltip": "For select = index: face numbers separated by commas."}),
             "order": (ORDERS, {"default": "left-right", "tooltip": "How faces are numbered for face_index."}),
+        }, "optional": {
+            "generator": ("SIMSWAP_GENERATOR", {
+                "tooltip": "Optional: align exactly as this generator expects (its crop size replaces crop_size; "
+                           "alignment auto picks its template)."}),
         }}
 
-    def align(self, images, faces, crop_size, alignment, select, face_index, order):
+    def align(self, images, faces, crop_size, alignment, select, face_index, order, generator=None):
         from simswap_core.align import align_faces
         from simswap_core.detection import select_faces
         from simswap_core.errors import InputError
@@ -64,6 +75,8 @@ class SimSwapAlignFaces:
             raise InputError(f"faces: detected on {faces.num_frames} frame(s) of size {faces.frame_sizes[:1]}, "
                              f"but images has {frames.shape[0]} of {tuple(frames.shape[-2:])}; detect faces on "
                              f"the same images")
+        if generator is not None:
+            crop_size = generator.info.get("crop_size") or crop_size
         device = compute_device()
         faces = faces.to(device)
         chosen = faces.select(select_faces(faces, make_selection(select, face_index, order)))
@@ -72,9 +85,11 @@ class SimSwapAlignFaces:
 
 
 class SimSwapFaceMask:
-    DESCRIPTION = ("Builds face masks for aligned faces: box, landmark ellipse or BiSeNet parsing regions, grown "
-                   "or shrunk and feathered in proportion to the face size. Gives the mask in frame space (one "
-                   "per frame, all faces together) and in crop space (one per face, for 'SimSwap Paste Faces').")
+    DESCRIPTION = ("Builds face masks: box, landmark ellipse or BiSeNet parsing regions, grown or shrunk and "
+                   "feathered in proportion to the face size. Takes aligned face crops (SimSwap Swap, Align Faces) "
+                   "or the detected faces of 'SimSwap Detect Faces' together with their images (every face, "
+                   "aligned at 224). Gives the mask in frame space (one per frame, all faces together) and in crop "
+                   "space (one per face, for 'SimSwap Paste Faces').")
     CATEGORY = f"{CATEGORY}/faces"
     FUNCTION = "build"
     RETURN_TYPES = ("MASK", "MASK")
@@ -85,13 +100,17 @@ class SimSwapFaceMask:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "face_crops": ("SIMSWAP_FACE_CROPS", {"tooltip": "Aligned faces (from SimSwap Swap or Align Faces)."}),
             **mask_inputs("ellipse"),
         }, "optional": {
+            "face_crops": ("SIMSWAP_FACE_CROPS", {
+                "tooltip": "Aligned faces (from SimSwap Swap or Align Faces). Either this, or faces + images."}),
+            "faces": ("SIMSWAP_FACES", {"tooltip": "Detected faces (SimSwap Detect Faces); needs 'images'."}),
+            "images": ("IMAGE", {"tooltip": "The frames 'faces' were detected in."}),
             "parser": ("SIMSWAP_PARSER", {"tooltip": "BiSeNet face parser, required for mask = parsing."}),
         }}
 
-    def build(self, face_crops, mask, mask_regions, mask_grow, mask_feather, parser=None):
+    def build(self, mask, mask_regions, mask_grow, mask_feather, face_crops=None, faces=None, images=None,
+              parser=None):
         from simswap_core.errors import InputError
         from simswap_core.masks import build_crop_masks
         from simswap_core.paste import paste_faces
@@ -99,6 +118,11 @@ class SimSwapFaceMask:
         spec = make_mask_spec(mask, mask_regions, mask_grow, mask_feather)
         if spec.kind == "parsing" and parser is None:
             raise InputError("parser: mask = parsing needs a face parser (SimSwap Load Face Parser)")
+        if face_crops is None:
+            if faces is None or images is None:
+                raise InputError("face_crops: connect aligned face crops, or both 'faces' (SimSwap Detect Faces) "
+                                 "and the 'images' they were detected in")
+            (face_crops,) = SimSwapAlignFaces().align(images, faces, "224", "auto", "all", "0", "left-right")
         aligned = face_crops.aligned
         crop_masks = build_crop_masks(aligned, spec, parser.module() if parser is not None else None)
         # frame-space union: paste the unchanged target crops with these masks onto blank frames (no seam ramp)

@@ -5,7 +5,8 @@ import os
 import re
 
 from ._common import (CATEGORY, IDENTITY_SUBFOLDER, SIMSWAP_FOLDER, compute_device, file_fingerprint,
-                      folder_search_paths, full_path, image_to_nchw, list_files, soft_empty_cache)
+                      folder_search_paths, full_path, image_to_nchw, list_files, load_managed,
+                      soft_empty_cache)
 from .selection import ORDERS, make_selection
 
 NO_IDENTITIES = "(no identities saved yet)"
@@ -15,9 +16,8 @@ def make_swapper(generator, arcface, detector, parser=None):
     """A FaceSwapper over models managed by ComfyUI (loaded onto the compute device now)."""
     from simswap_core.swap import FaceSwapper
 
-    return FaceSwapper(generator.module(), arcface.module() if arcface is not None else None, detector,
-                       parser=parser.module() if parser is not None else None, device=compute_device(),
-                       crop_size=generator.info.get("crop_size"))
+    g, a, p = load_managed(generator, arcface, parser)
+    return FaceSwapper(g, a, detector, parser=p, device=compute_device(), crop_size=generator.info.get("crop_size"))
 
 
 class SimSwapExtractIdentity:

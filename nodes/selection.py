@@ -20,6 +20,17 @@ def parse_indices(text: str, name: str = "face_index") -> tuple[int, ...]:
     return values
 
 
+def validate_face_index(face_index) -> bool | str:
+    """VALIDATE_INPUTS helper: True, or the error ComfyUI shows before anything runs (None = a linked input)."""
+    if face_index is None:
+        return True
+    try:
+        parse_indices(face_index)
+    except Exception as e:  # InputError
+        return str(e)
+    return True
+
+
 def make_selection(how: str, indices: str = "0", order: str = "left-right", threshold: float | None = None):
     from simswap_core.detection.select import FaceSelection
     from simswap_core.errors import InputError

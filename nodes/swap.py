@@ -4,7 +4,7 @@ from __future__ import annotations
 from ._common import (CATEGORY, FaceCrops, check_interrupt, image_to_nchw, n1hw_to_mask, nchw_to_image,
                       progress_callback, soft_empty_cache)
 from .identity import make_swapper
-from .selection import ORDERS, SELECT_MODES, make_mask_spec, make_selection, mask_inputs
+from .selection import ORDERS, SELECT_MODES, make_mask_spec, make_selection, mask_inputs, validate_face_index
 
 
 class SimSwapSwap:
@@ -22,6 +22,10 @@ class SimSwapSwap:
         "The swapped faces as aligned crops plus their alignment: split them to restore/upscale the faces "
         "(e.g. GFPGAN/CodeFormer nodes) and paste them back with 'SimSwap Paste Faces'.",
     )
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, face_index):
+        return validate_face_index(face_index)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -77,6 +77,9 @@ def _stub(global_name: str, base: type) -> type:
 _SIMSWAP_MODULES = {
     ("models.arcface_models", "ResNet"), ("models.arcface_models", "IRBlock"), ("models.arcface_models", "SEBlock"),
     ("models", "ResNet"), ("models", "IRBlock"), ("models", "SEBlock"),
+    # the 2021 file's margin head: an nn.Module too (the legacy format refers to every module class through a
+    # "module" persistent record), kept as an inert record and never used
+    ("models", "ArcMarginModel"), ("models.arcface_models", "ArcMarginModel"),
 }
 # torch.nn layers those modules are made of (matched by class name under torch.nn.modules.*).
 _TORCH_NN_CLASSES = {
@@ -85,7 +88,6 @@ _TORCH_NN_CLASSES = {
 }
 # Objects that may sit next to the model in old training checkpoints; kept as inert records, never used.
 _INERT = {
-    ("models", "ArcMarginModel"), ("models.arcface_models", "ArcMarginModel"),
     ("torch", "device"), ("torch.nn.backends.thnn", "_get_thnn_function_backend"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "dtype"),
 }
@@ -104,10 +106,16 @@ _DTYPES = {name: getattr(torch, name) for name in (
 
 
 class _StorageType:
-    """What ``torch.FloatStorage`` & co. resolve to: only carries the dtype."""
+    """What ``torch.FloatStorage`` & co. resolve to: only carries the dtype (no state a pickle could set)."""
+
+    __slots__ = ("name", "dtype")
 
     def __init__(self, name: str, dtype: torch.dtype) -> None:
         self.name, self.dtype = name, dtype
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeCheckpointError(f"the pickle tries to set the state of torch.{self.name} (BUILD on a type); "
+                                    f"refused")
 
 
 class _Storage:
@@ -138,14 +146,48 @@ def _rebuild_parameter(data: Any, *_ignored: Any) -> Tensor:
     return data
 
 
+class _Allowed:
+    """An allow-listed function as the unpickler hands it out. Calling it calls ``fn`` with positional arguments
+    only; it has no attributes a pickle could set (a BUILD opcode on it is refused), so a file can never alter
+    our functions (e.g. their ``__defaults__``) for later loads."""
+
+    __slots__ = ("fn", "name")
+
+    def __init__(self, fn: Any, name: str) -> None:
+        object.__setattr__(self, "fn", fn)
+        object.__setattr__(self, "name", name)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise UnsafeCheckpointError(f"the pickle tries to set attribute {key!r} on the global '{self.name}'")
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeCheckpointError(f"the pickle tries to set the state of the global '{self.name}' (BUILD on a "
+                                    f"function); refused")
+
+    def __reduce__(self) -> Any:  # never pickled back out
+        raise TypeError("allow-list entries cannot be pickled")
+
+    def __repr__(self) -> str:
+        return f"<allowed {self.name}>"
+
+
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Tensor:
-    if func not in (_rebuild_tensor, _rebuild_parameter) or not isinstance(args, tuple):
+    if not isinstance(func, _Allowed) or func.fn not in (_rebuild_tensor, _rebuild_parameter) or not isinstance(
+            args, tuple):
         raise CheckpointError("tensor subclass record uses an unexpected rebuild function")
     return func(*args)
 
 
 class _TensorTypeMarker:
-    """What ``torch.Tensor`` / ``torch.nn.Parameter`` resolve to: a name only, not callable."""
+    """What ``torch.Tensor`` / ``torch.nn.Parameter`` resolve to: a name only, not callable, no settable state."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeCheckpointError("the pickle tries to set the state of torch.Tensor (BUILD on a type); refused")
 
     def __repr__(self) -> str:
         return "<tensor type>"
@@ -159,28 +201,34 @@ def _defaultdict(*args: Any) -> dict:
     return {}
 
 
+def _allowed(module: str, name: str, fn: Any) -> tuple[tuple[str, str], _Allowed]:
+    return (module, name), _Allowed(fn, f"{module}.{name}")
+
+
 _FUNCTIONS: dict[tuple[str, str], Any] = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch.tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+    **dict([
+        _allowed("torch._utils", "_rebuild_tensor_v2", _rebuild_tensor),
+        _allowed("torch._utils", "_rebuild_tensor", _rebuild_tensor),
+        _allowed("torch._utils", "_rebuild_parameter", _rebuild_parameter),
+        _allowed("torch._utils", "_rebuild_parameter_with_state", _rebuild_parameter),
+        _allowed("torch._tensor", "_rebuild_from_type_v2", _rebuild_from_type_v2),
+        _allowed("torch.tensor", "_rebuild_from_type_v2", _rebuild_from_type_v2),
+        _allowed("collections", "defaultdict", _defaultdict),
+    ]),
     ("torch", "Tensor"): _TENSOR_TYPE,  # only ever an argument of _rebuild_from_type_v2
     ("torch.nn.parameter", "Parameter"): _TENSOR_TYPE,
     ("torch", "Size"): torch.Size,
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("collections", "defaultdict"): _defaultdict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "dict"): dict,
-    ("__builtin__", "set"): set,
 }
 
 
 def _resolve(module: str, name: str, source: str) -> Any:
     """The allow-list. Returns our own object for ``module.name`` or raises UnsafeCheckpointError."""
-    key = (module, name)
+    # protocol-2 pickles spell the builtins module the Python 2 way (set, frozenset, dict)
+    key = ("builtins", name) if module == "__builtin__" else (module, name)
     if key in _FUNCTIONS:
         return _FUNCTIONS[key]
     if key in _SIMSWAP_MODULES:
@@ -367,6 +415,10 @@ def _load_legacy(path: Path, source: str) -> Any:
         return result
 
 
+_EXPECTED = ("expected a complete PyTorch checkpoint (torch.save zip or legacy pickle: a state dict or the official "
+             "pickled ArcFace model)")
+
+
 def restricted_load(path: str | os.PathLike) -> Any:
     """Unpickle a torch checkpoint (zip or legacy format) with the allow-list; returns plain data.
 
@@ -381,11 +433,21 @@ def restricted_load(path: str | os.PathLike) -> Any:
             return _load_zip(path, source)
         if fmt == "legacy":
             return _load_legacy(path, source)
-    except CheckpointError:
+    except UnsafeCheckpointError as exc:
+        if source not in str(exc):  # raised by a helper that does not know the file: name it
+            raise UnsafeCheckpointError(f"{source}: {exc}; nothing from the file was executed") from None
+        raise
+    except CheckpointError as exc:
+        msg = str(exc) if source in str(exc) else f"{source}: {exc}"
+        if "expected" not in msg:
+            msg += f"; {_EXPECTED}"
+        if msg != str(exc):
+            raise CheckpointError(msg) from None
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
             struct.error, RecursionError, MemoryError, OverflowError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{source}: corrupted or truncated pickle ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{source}: found a corrupted or truncated pickle ({type(exc).__name__}: {exc}); "
+                              f"{_EXPECTED}") from None
     if fmt == "tar":
         raise CheckpointError(f"{source}: a tar archive in the pre-2018 torch format is not supported; "
                               f"expected a torch.save checkpoint (zip or legacy pickle) or .safetensors")

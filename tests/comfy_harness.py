@@ -6,8 +6,12 @@
   ``--disable-all-custom-nodes --whitelist-custom-nodes ComfyUI-SimSwap`` and an ``--extra-model-paths-config``
   yaml that points ``custom_nodes`` at a temp folder holding a symlink ``ComfyUI-SimSwap`` -> this checkout, and
   ``simswap`` / ``insightface`` at temp model folders filled with seeded (random, reproducible) weights.
+  The seeded files use the official names (latest_net_G.pth, 550000_net_G.pth, arcface_checkpoint.tar - also as
+  arcface_r101se.pth -, 79999_iter.pth), which is what the workflows in workflows/ name.
 * Real photos (skimage astronaut, insightface t1.jpg) are copied into the input dir at start.
 * One server per pytest session: every test module asks ``get_server()`` which starts it once; it is stopped at exit.
+  Scripts (scripts/make_workflows.py) use ``start_standalone()``.
+* $SIMSWAP_KEEP_COMFY_TMP=1 keeps the temp folder (server log: <tmp>/comfyui.log).
 """
 from __future__ import annotations
 
@@ -46,10 +50,14 @@ def require_comfyui() -> Path:
     if not (d / "main.py").is_file():
         msg = (f"no ComfyUI tree at {d} (set SIMSWAP_COMFYUI_DIR, or run "
                f"`bash scripts/install_comfyui.sh {d}`)")
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(msg + "; ComfyUI tests are never skipped in CI", pytrace=False)
         pytest.skip(msg)
     return d
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def free_port() -> int:
@@ -111,6 +119,10 @@ class ComfyServer:
         from simswap_core.seeded import write_seeded_checkpoints
 
         self.model_files = {k: Path(v) for k, v in write_seeded_checkpoints(self.models_dir / "simswap").items()}
+        # the official ArcFace file name (what the workflows in workflows/ name); a state dict inside is fine
+        official_arcface = self.models_dir / "simswap" / "arcface_checkpoint.tar"
+        shutil.copyfile(self.model_files["arcface"], official_arcface)
+        self.model_files["arcface_official"] = official_arcface
         self.model_files["parser"] = write_seeded_parser(self.models_dir / "simswap" / "79999_iter.pth")
         for name, src in photo_paths().items():
             shutil.copyfile(src, self.input_dir / name)
@@ -230,6 +242,17 @@ class ComfyServer:
                                  f"{json.dumps(entry['status'].get('messages'), indent=1)[:6000]}\n{self.log_tail(3000)}")
         return entry
 
+    def interrupt(self) -> None:
+        status, data = self.request("POST", "/interrupt", {})
+        assert status == 200, f"POST /interrupt -> {status}: {data}"
+
+    def queue_state(self) -> dict:
+        """GET /queue: {"queue_running": [[number, prompt_id, ...], ...], "queue_pending": [...]}."""
+        return self.get("/queue")
+
+    def running_ids(self) -> list[str]:
+        return [item[1] for item in self.queue_state().get("queue_running", [])]
+
     def view(self, item: dict) -> bytes:
         q = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""),
                                     "type": item.get("type", "output")})
@@ -245,6 +268,19 @@ class ComfyServer:
 
 _SERVER: ComfyServer | None = None
 _SERVER_ERROR: str | None = None
+
+
+def start_standalone() -> ComfyServer:
+    """A server for scripts (no pytest): started now, stopped and cleaned up at interpreter exit."""
+    comfy = comfyui_dir()
+    if not (comfy / "main.py").is_file():
+        raise SystemExit(f"no ComfyUI tree at {comfy}; run `bash scripts/install_comfyui.sh {comfy}`")
+    root = Path(tempfile.mkdtemp(prefix="simswap_comfy_"))
+    server = ComfyServer(root, comfy)
+    atexit.register(lambda: (server.stop(), shutil.rmtree(root, ignore_errors=True)))
+    server.prepare()
+    server.start()
+    return server
 
 
 def get_server() -> ComfyServer:
