@@ -9,9 +9,15 @@ NONE_FOUND = "(no files in models/simswap)"
 YUNET_BUILTIN = "yunet (offline default)"
 
 
-def _torch_files(*keywords: str) -> list[str]:
-    names = prefer(list_files(SIMSWAP_FOLDER, TORCH_EXTENSIONS, exclude_prefix=IDENTITY_SUBFOLDER), *keywords)
-    return names or [NONE_FOUND]
+def _torch_files(kind: str, *keywords: str) -> list[str]:
+    """Model files of models/simswap for a loader of ``kind``: files known (by their official name) to be of
+    another kind are left out (no ArcFace in the generator list), the ``keywords`` matches come first."""
+    from simswap_core.model_files import CATALOGUE
+
+    other = {e.filename.lower() for e in CATALOGUE.values() if e.kind != kind}
+    names = [n for n in list_files(SIMSWAP_FOLDER, TORCH_EXTENSIONS, exclude_prefix=IDENTITY_SUBFOLDER)
+             if n.replace("\\", "/").rsplit("/", 1)[-1].lower() not in other]
+    return prefer(names, *keywords) or [NONE_FOUND]
 
 
 def _detector_files() -> list[str]:
@@ -46,7 +52,7 @@ class SimSwapGeneratorLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "generator_name": (_torch_files("net_g", "simswap", "generator"), {
+            "generator_name": (_torch_files("generator", "net_g", "simswap", "generator"), {
                 "tooltip": "Generator file in models/simswap (or a 'simswap' folder of extra_model_paths.yaml). "
                            "The architecture (224, 512 beta, deep) is detected from the weights."}),
             "variant": (["auto", "official", "fix"], {
@@ -89,7 +95,7 @@ class SimSwapArcFaceLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "arcface_name": (_torch_files("arcface", "arc"), {
+            "arcface_name": (_torch_files("arcface", "arcface", "arc"), {
                 "tooltip": "ArcFace file in models/simswap (official arcface_checkpoint.tar or a converted file)."}),
         }}
 
@@ -162,7 +168,7 @@ class SimSwapParserLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "parser_name": (_torch_files("79999", "bisenet", "pars"), {
+            "parser_name": (_torch_files("parser", "79999", "bisenet", "pars"), {
                 "tooltip": "BiSeNet weights in models/simswap (official 79999_iter.pth)."}),
         }}
 

@@ -222,9 +222,22 @@ class Workflow:
             nodes.append(item)
         return {"last_node_id": max(n.id for n in self.nodes), "last_link_id": link_id, "nodes": nodes,
                 "links": links, "groups": [], "config": {},
-                "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "simswap_workflow": self.name,
+                "extra": {"ds": fit_view(nodes), "simswap_workflow": self.name,
                           "title": self.title},
                 "version": 0.4}
+
+
+def fit_view(nodes: list[dict], width: int = 1500, height: int = 900, margin: int = 40) -> dict:
+    """The saved canvas view (``extra.ds``) that shows every node, title bars included, in a ``width`` x ``height``
+    window (a 1600x1000 browser less the side bar): scale at most 0.8, offset = top-left node corner - margin."""
+    title = 30  # the title bar sits above a node's pos
+    x0 = min(n["pos"][0] for n in nodes)
+    y0 = min(n["pos"][1] for n in nodes) - title
+    x1 = max(n["pos"][0] + n["size"][0] for n in nodes)
+    y1 = max(n["pos"][1] + n["size"][1] for n in nodes)
+    scale = min(0.8, (width - 2 * margin) / max(x1 - x0, 1), (height - 2 * margin) / max(y1 - y0, 1))
+    scale = round(scale, 3)
+    return {"scale": scale, "offset": [round(-x0 + margin / scale, 1), round(-y0 + margin / scale, 1)]}
 
 
 # ------------------------------------------------------------------------------------------ the workflows

@@ -7,6 +7,7 @@ Images are `[N,3,H,W]` float32 RGB in [0,1]; crops `[F,3,S,S]`; masks `[N,1,H,W]
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -268,6 +269,11 @@ class FaceSwapper:
             raise InputError(f"if_no_face: expected 'error' or 'keep', got {if_no_face!r}")
         if paste_mode not in ("default", "official"):
             raise InputError(f"paste_mode: expected 'default' or 'official', got {paste_mode!r}")
+        if (paste_mode == "official" and getattr(mask, "kind", None) == "parsing"
+                and set(mask.regions) != set(_masks.OFFICIAL_REGIONS)):
+            warnings.warn(f"paste_mode='official' uses SimSwap's own parsing label set; the mask regions "
+                          f"{','.join(mask.regions)} are ignored (use paste_mode='default' to choose regions)",
+                          stacklevel=2)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
         if not isinstance(identity, Identity):

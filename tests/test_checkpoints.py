@@ -312,6 +312,32 @@ def test_no_se_official_pickled_module(tmp_path, official_keys):
     assert read_checkpoint(path).source == "pickled module models.arcface_models.ResNet"
 
 
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_cuda_saved_storages_load_on_cpu(tmp_path, zip_format):
+    """The 2021 file was saved from a GPU: its storage records say 'cuda:0'; the allow-list reader ignores that."""
+    w = torch.arange(6.0).view(2, 3)
+    lin = torch.nn.Linear(2, 2)
+    buf = io.BytesIO()
+    torch.save({"w": w, "m": lin}, buf, _use_new_zipfile_serialization=zip_format)
+    raw, cpu, cuda = buf.getvalue(), b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0"
+    path = tmp_path / "gpu_saved.pth"
+    if zip_format:
+        with zipfile.ZipFile(io.BytesIO(raw)) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
+            for info in src.infolist():
+                data = src.read(info)
+                if info.filename.endswith("/data.pkl"):
+                    assert data.count(cpu) == 1  # memoised: every storage refers to this one string
+                    data = data.replace(cpu, cuda)
+                dst.writestr(info.filename, data)
+    else:
+        assert raw.count(cpu) == 1
+        path.write_bytes(raw.replace(cpu, cuda))
+    obj = restricted_load(path)
+    assert obj["w"].device.type == "cpu" and torch.equal(obj["w"], w)
+    weight = obj["m"].pickle_state["_parameters"]["weight"]
+    assert weight.device.type == "cpu" and torch.equal(weight, lin.weight.detach())
+
+
 # ---------------------------------------------------------------------------------- 2. malicious pickles
 def _str(s: str) -> bytes:
     b = s.encode()
@@ -398,10 +424,13 @@ def _write_zip_torch(path: Path, data_pkl: bytes) -> Path:
     return path
 
 
+def _legacy_magic() -> bytes:
+    return pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2)
+
+
 def _legacy_header() -> bytes:
-    return (pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2)
-            + pickle.dumps({"protocol_version": 1001, "little_endian": True,
-                            "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2))
+    return _legacy_magic() + pickle.dumps({"protocol_version": 1001, "little_endian": True,
+                                           "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2)
 
 
 def _containers(tmp: Path, name: str, payload: bytes) -> dict[str, Path]:
@@ -414,8 +443,7 @@ def _containers(tmp: Path, name: str, payload: bytes) -> dict[str, Path]:
     }
     out["plain_pickle"].write_bytes(payload)
     out["legacy_main"].write_bytes(_legacy_header() + payload + pickle.dumps([], protocol=2))
-    out["legacy_sysinfo"].write_bytes(_legacy_header()[:-len(pickle.dumps({"protocol_version": 1001, "little_endian":
-                                      True, "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2))] + payload)
+    out["legacy_sysinfo"].write_bytes(_legacy_magic() + payload)
     out["legacy_keys"].write_bytes(_legacy_header() + pickle.dumps({}, protocol=2) + payload)
     out["zip"] = _write_zip_torch(tmp / f"{name}_zip.pth", payload)
     return out

@@ -253,7 +253,7 @@ def _same_face_two_scales():
         p = pts * k + (0.5 * k - 0.5)         # pixel-centre convention: x_small = (x_big + 0.5) / 2 - 0.5
         faces = DetectedFaces(torch.zeros(1, 4), p, torch.ones(1), torch.zeros(1, dtype=torch.int64),
                               [img.shape[:2]])
-        fr = to_tensor(img)
+        fr = to_tensor(np.array(img))           # a writable copy (PIL arrays are read-only)
         out.append((fr, align_faces(fr, faces, 224)))
     return out
 
