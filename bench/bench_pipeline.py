@@ -157,8 +157,10 @@ def main(argv=None) -> dict:
     p.add_argument("--warmup", type=int, default=1,
                    help="untimed warm-up runs (one frame per scene and pipeline) before timing (default 1)")
     p.add_argument("--batch-size", type=int, default=16,
-                   help="FaceSwapper batch_size: frames per detection batch and faces per generator call (default "
-                        "16, the library default)")
+                   help="FaceSwapper batch_size: frames per detection batch (default 16, the library default)")
+    p.add_argument("--face-batch-size", type=int, default=None,
+                   help="FaceSwapper face_batch_size: faces per generator call (default: the library's choice, "
+                        "1 on the CPU, --batch-size on a GPU)")
     p.add_argument("--mask", default="box", help="mask spec for both pipelines: box (default), ellipse, none "
                                                  "(= paste's built-in whole-crop mask, no mask stage work)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
@@ -201,8 +203,11 @@ def main(argv=None) -> dict:
     for pipe in (batched, reference):
         pipe.timer = WallCpuStageTimer(device)
     pipes = {"batched": batched, "reference": reference}
-    swap_kw = {"batched": dict(mask=mask, batch_size=args.batch_size), "reference": dict(mask=mask)}
-    print(f"   pipelines                batched = FaceSwapper(batch_size={args.batch_size}, precision={args.precision}); "
+    swap_kw = {"batched": dict(mask=mask, batch_size=args.batch_size, face_batch_size=args.face_batch_size),
+               "reference": dict(mask=mask)}
+    fb = args.face_batch_size or "auto"
+    print(f"   pipelines                batched = FaceSwapper(batch_size={args.batch_size}, face_batch_size={fb}, "
+          f"precision={args.precision}); "
           f"reference = ReferencePipeline (per frame, per face, G batch 1, fp32); mask {mask or 'none'}")
 
     source = astronaut_image().to(device)
@@ -312,7 +317,7 @@ def main(argv=None) -> dict:
           "of swap() (median).")
     weights.close()
     data = {"benchmark": "pipeline", "environment": env, "frames": frames_n, "frames_full": FULL_FRAMES,
-            "scenes": scenes, "repeats": repeats, "batch_size": args.batch_size, "mask": str(mask),
+            "scenes": scenes, "repeats": repeats, "batch_size": args.batch_size, "face_batch_size": args.face_batch_size, "mask": str(mask),
             "precision": args.precision, "timing_seconds": timing_s, "loadavg_rounds": loads, "results": results,
             "command": " ".join(sys.argv)}
     U.write_json(args.json, data)

@@ -57,8 +57,9 @@ class SimSwapSwap:
                     "tooltip": "A frame without a selected face: keep it unchanged (mask 0), or stop with an "
                                "error naming the frames."}),
                 "batch_size": ("INT", {"default": 8, "min": 1, "max": 256,
-                                       "tooltip": "Frames per detection batch and faces per generator call; "
-                                                  "lower it if the GPU runs out of memory."}),
+                                       "tooltip": "Frames per batch, and faces per generator call on a GPU "
+                                                  "(lower it if the GPU runs out of memory). On the CPU faces "
+                                                  "go through the generator one by one, which is fastest there."}),
             },
             "optional": {
                 "reference": ("SIMSWAP_IDENTITY", {

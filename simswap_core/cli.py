@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--if-no-face", choices=["error", "keep"], default=None,
                    help="frames without a selected face: error (default for one image) or keep (default for "
                         "folders and videos)")
-    s.add_argument("--batch-size", type=_positive_int, default=8, help="frames per batch and faces per G call")
+    s.add_argument("--batch-size", type=_positive_int, default=8, help="frames per batch (also faces per generator call on a GPU; 1 on the CPU)")
     s.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="generator precision")
     s.add_argument("--crf", type=int, default=17, help="x264 quality for video output (lower = better)")
     s.add_argument("--no-audio", action="store_true", help="do not copy the audio of a video target")

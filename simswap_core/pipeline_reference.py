@@ -94,10 +94,11 @@ class ReferencePipeline:
                 out_masks.append(frame.new_zeros(1, 1, *frame.shape[-2:]))
                 continue
             fmask_total = frame.new_zeros(1, 1, *frame.shape[-2:])
+            original = frame  # as the official scripts: every face is cropped from the frame before any paste
             for f in range(len(chosen)):
                 one = chosen.select(torch.tensor([f], device=self.device))
                 with self.timer.stage("align"):
-                    al = align_faces(frame, one, self.crop_size, self.align_mode)
+                    al = align_faces(original, one, self.crop_size, self.align_mode)
                 with self.timer.stage("generate"):
                     y = run_generator(self.generator, al.crops, latent, batch_size=1)
                 official_parsing = paste_mode == "official" and getattr(mask, "kind", None) == "parsing"

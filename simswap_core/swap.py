@@ -254,15 +254,18 @@ class FaceSwapper:
     @torch.inference_mode()
     def swap(self, frames: torch.Tensor, identity: Identity, *, select="all", mask=None,
              paste_mode: str = "default", color_match: bool = False, reference: Identity | None = None,
-             if_no_face: str = "error", batch_size: int = 16, progress: ProgressFn | None = None) -> SwapResult:
+             if_no_face: str = "error", batch_size: int = 16, face_batch_size: int | None = None,
+             progress: ProgressFn | None = None) -> SwapResult:
         """Swap `identity` into the selected faces of frames [N,3,H,W] RGB [0,1].
 
         select: "all" | "largest" | "best" | "index:N[,M]" | "reference" (or a FaceSelection); "reference" swaps
         in each frame the face closest to `reference` (raw-embedding MSE below the selection's threshold, 0.03 by
         default like the official --id_thres). mask: a masks.MaskSpec (None = paste's default box mask).
         if_no_face: "error" raises NoFaceError when a frame has no selected face; "keep" returns it unchanged
-        (mask zero). batch_size: frames per detection batch and faces per generator call. progress(done, total)
-        is called after each frame batch. Returns SwapResult; images come back on the input's device.
+        (mask zero). batch_size: frames per detection batch. face_batch_size: faces per generator call; None =
+        ``batch_size`` on a GPU, 1 on the CPU (where a larger generator batch is slower per face: the 224x224x64
+        activations of several faces no longer fit the caches; see bench/README.md). progress(done, total) is
+        called after each frame batch. Returns SwapResult; images come back on the input's device.
         """
         frames = _check_frames(frames, "swap frames")
         if if_no_face not in ("error", "keep"):
@@ -276,6 +279,10 @@ class FaceSwapper:
                           stacklevel=2)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+        if face_batch_size is None:
+            face_batch_size = 1 if self.device.type == "cpu" else batch_size
+        elif not isinstance(face_batch_size, int) or face_batch_size < 1:
+            raise InputError(f"face_batch_size: expected an integer >= 1 or None, got {face_batch_size!r}")
         if not isinstance(identity, Identity):
             raise InputError(f"identity: expected an Identity (FaceSwapper.extract_identity), got "
                              f"{type(identity).__name__}")
@@ -329,7 +336,7 @@ class FaceSwapper:
                     aligned = self.align(chunk, chosen)
                 with self.timer.stage("generate"):
                     swapped = run_generator(self.generator, aligned.crops, latent.expand(len(chosen), -1),
-                                            batch_size=batch_size, precision=self.precision)
+                                            batch_size=face_batch_size, precision=self.precision)
                 official_parsing = paste_mode == "official" and getattr(mask, "kind", None) == "parsing"
                 with self.timer.stage("mask"):
                     crop_masks = None if official_parsing else build_crop_masks(mask, aligned, swapped, self.parser)
