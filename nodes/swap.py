@@ -70,12 +70,17 @@ class SimSwapSwap:
                     "tooltip": "Maximum MSE between raw ArcFace embeddings for faces = reference (official "
                                "--id_thres 0.03)."}),
                 "parser": ("SIMSWAP_PARSER", {"tooltip": "BiSeNet face parser, required for mask = parsing."}),
+                "temporal_smoothing": ("FLOAT", {
+                    "default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                    "tooltip": "For video frames: steadies each tracked face's landmarks over the batch so the "
+                               "swapped face does not jitter (0 = off, 0.5 = a good start, 1 = strongest). "
+                               "Leave at 0 for a batch of unrelated photos."}),
             },
         }
 
     def swap(self, images, identity, generator, arcface, detector, faces, face_index, order, mask,
              mask_regions, mask_grow, mask_feather, paste_mode, color_match, if_no_face, batch_size,
-             reference=None, reference_threshold=0.03, parser=None):
+             reference=None, reference_threshold=0.03, parser=None, temporal_smoothing=0.0):
         from simswap_core.errors import InputError
 
         frames = image_to_nchw(images, "images")
@@ -89,9 +94,15 @@ class SimSwapSwap:
         check_interrupt()
         swapper = make_swapper(generator, arcface, detector, parser)
         n = frames.shape[0]
+        smoothing = None
+        if float(temporal_smoothing) > 0:
+            from simswap_core.tracking import LandmarkSmoother
+
+            smoothing = LandmarkSmoother(float(temporal_smoothing))
         result = swapper.swap(frames.to(swapper.device), identity, select=selection, mask=spec,
                               paste_mode=paste_mode, color_match=bool(color_match), reference=reference,
-                              if_no_face=if_no_face, batch_size=int(batch_size), progress=progress_callback(n))
+                              if_no_face=if_no_face, batch_size=int(batch_size), smoothing=smoothing,
+                              progress=progress_callback(n))
         soft_empty_cache()
         crops = FaceCrops(crops=result.swapped, aligned=result.aligned, mask_spec=spec,
                           parser=parser)

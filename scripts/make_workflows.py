@@ -361,8 +361,10 @@ def video_frames_batch() -> Workflow:
             "face are returned unchanged with if_no_face = keep).\n\nWith ComfyUI-VideoHelperSuite, replace "
             "the frame source by 'Load Video (Upload)' (VHS_LoadVideo; use frame_load_cap / skip_first_frames "
             "for long videos) and 'Save Image' by 'Video Combine' (VHS_VideoCombine). Here core nodes build a "
-            "4-frame 'video': 3 copies of a photo and one empty frame. batch_size = frames per detector "
-            "batch and faces per generator call; the progress bar advances per batch and Cancel stops it.\n\n"
+            "4-frame 'video': 3 copies of a photo and one empty frame. batch_size = frames per batch (and faces "
+            "per generator call on a GPU); the progress bar advances per batch and Cancel stops it. "
+            "temporal_smoothing = 0.5 steadies each tracked face's landmarks from frame to frame (no jitter); "
+            "set it to 0 for a batch of unrelated photos.\n\n"
             + SEEDED_NOTE, col=0, row=-2.4, size=(740, 300))
     gen, arc, det = _loaders(wf, row=0)
     src = wf.add("LoadImage", col=0, row=3.4, title="Load Image (source face)", image=SOURCE_PHOTO)
@@ -376,7 +378,7 @@ def video_frames_batch() -> Workflow:
                    combine="mean", if_no_face="error")
     swap = wf.add("SimSwapSwap", col=3, row=0, images=frames[0], identity=ident[0], generator=gen[0],
                   arcface=arc[0], detector=det[0], faces="all", face_index="0", order="left-right",
-                  mask="ellipse", paste_mode="default", if_no_face="keep", batch_size=2)
+                  mask="ellipse", paste_mode="default", if_no_face="keep", batch_size=2, temporal_smoothing=0.5)
     wf.add("SaveImage", col=4, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/frames")
     m = wf.add("MaskToImage", col=4, row=3, mask=swap[1])
     wf.add("SaveImage", col=5, row=0, size=(420, 400), title="Save masks", images=m[0],

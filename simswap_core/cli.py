@@ -55,6 +55,18 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _smooth_strength(text: str) -> str:
+    if text == "auto":
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number in [0,1], got {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected auto or a number in [0,1], got {text!r}")
+    return text
+
+
 def _unit_float(text: str) -> float:
     try:
         v = float(text)
@@ -208,6 +220,11 @@ def cmd_swap(args) -> int:
     opts = dict(select=selection, mask=mask, paste_mode=args.paste,
                 color_match=args.color_match, reference=reference, if_no_face=if_no_face,
                 batch_size=args.batch_size)
+    strength = (0.5 if kind == "video" else 0.0) if args.smooth == "auto" else float(args.smooth)
+    if strength > 0 and kind != "image":
+        from .tracking import LandmarkSmoother
+
+        opts["smoothing"] = LandmarkSmoother(strength)  # one smoother for the whole clip: tracks span batches
     quiet = args.quiet
     swapped_faces = 0
     frames_without = 0
@@ -429,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--if-no-face", choices=["error", "keep"], default=None,
                    help="frames without a selected face: error (default for one image) or keep (default for "
                         "folders and videos)")
+    s.add_argument("--smooth", type=_smooth_strength, default="auto",
+                   help="temporal landmark smoothing of tracked faces, 0 (off) .. 1 (strongest); auto = 0.5 for "
+                        "a video target, off for images and folders (frames of a folder may be unrelated photos)")
     s.add_argument("--batch-size", type=_positive_int, default=8, help="frames per batch (also faces per generator call on a GPU; 1 on the CPU)")
     s.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="generator precision")
     s.add_argument("--crf", type=int, default=17, help="x264 quality for video output (lower = better)")

@@ -255,7 +255,7 @@ class FaceSwapper:
     def swap(self, frames: torch.Tensor, identity: Identity, *, select="all", mask=None,
              paste_mode: str = "default", color_match: bool = False, reference: Identity | None = None,
              if_no_face: str = "error", batch_size: int = 16, face_batch_size: int | None = None,
-             progress: ProgressFn | None = None) -> SwapResult:
+             smoothing=None, progress: ProgressFn | None = None) -> SwapResult:
         """Swap `identity` into the selected faces of frames [N,3,H,W] RGB [0,1].
 
         select: "all" | "largest" | "best" | "index:N[,M]" | "reference" (or a FaceSelection); "reference" swaps
@@ -264,7 +264,9 @@ class FaceSwapper:
         if_no_face: "error" raises NoFaceError when a frame has no selected face; "keep" returns it unchanged
         (mask zero). batch_size: frames per detection batch. face_batch_size: faces per generator call; None =
         ``batch_size`` on a GPU, 1 on the CPU (where a larger generator batch is slower per face: the 224x224x64
-        activations of several faces no longer fit the caches; see bench/README.md). progress(done, total) is
+        activations of several faces no longer fit the caches; see bench/README.md). smoothing: a
+        tracking.LandmarkSmoother for video frames (consecutive frames, in order; it keeps its tracks across calls)
+        that steadies the selected faces' landmarks before alignment; None = as detected. progress(done, total) is
         called after each frame batch. Returns SwapResult; images come back on the input's device.
         """
         frames = _check_frames(frames, "swap frames")
@@ -283,6 +285,8 @@ class FaceSwapper:
             face_batch_size = 1 if self.device.type == "cpu" else batch_size
         elif not isinstance(face_batch_size, int) or face_batch_size < 1:
             raise InputError(f"face_batch_size: expected an integer >= 1 or None, got {face_batch_size!r}")
+        if smoothing is not None and not callable(smoothing):
+            raise InputError(f"smoothing: expected a tracking.LandmarkSmoother or None, got {type(smoothing).__name__}")
         if not isinstance(identity, Identity):
             raise InputError(f"identity: expected an Identity (FaceSwapper.extract_identity), got "
                              f"{type(identity).__name__}")
@@ -313,6 +317,9 @@ class FaceSwapper:
                 torch.zeros(0, dtype=torch.bool, device=self.device)
             keep_idx = keep.nonzero().flatten() if keep.dtype == torch.bool else keep
             chosen = faces.select(keep_idx)
+            if smoothing is not None and getattr(smoothing, "enabled", True):
+                chosen = smoothing(chosen)
+                aligned_all = None  # the crops must follow the smoothed points
             per_frame = torch.bincount(chosen.frame_index, minlength=m)
             empty = (per_frame == 0).nonzero().flatten().tolist()
             if empty and if_no_face == "error":
