@@ -202,6 +202,21 @@ def test_bf16_precision_runs_and_stays_float32(pl_models, pl_identity, astronaut
     assert (res.swapped - ref.swapped).abs().mean() < 0.05
 
 
+def test_channels_last_generator_input(pl_models, pl_identity, astronaut):
+    """channels_last crops give the NCHW result (within conv rounding), the module is left as it was, and the
+    automatic choice is off for fp32 on the CPU, on for bf16."""
+    g, a, d = pl_models
+    before = {k: v.stride() for k, v in g.state_dict().items()}
+    nchw = FaceSwapper(g, a, d, device="cpu", channels_last=False).swap(astronaut, pl_identity)
+    cl_swapper = FaceSwapper(g, a, d, device="cpu", channels_last=True)
+    cl = cl_swapper.swap(astronaut, pl_identity)
+    assert (cl.swapped - nchw.swapped).abs().max() < 1e-4
+    assert cl.swapped.is_contiguous() and cl.images.is_contiguous()
+    assert {k: v.stride() for k, v in g.state_dict().items()} == before
+    assert not FaceSwapper(g, a, d, device="cpu").channels_last
+    assert FaceSwapper(g, a, d, device="cpu", precision="bf16").channels_last
+
+
 def test_512_generator_once(pl_models, astronaut, tmp_path_factory):
     from simswap_core.checkpoints import load_generator
     from simswap_core.seeded import write_seeded_checkpoints
