@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import CheckpointError, InputError, MissingModelError
+from .networks.generator import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "COMBINE_METHODS",
@@ -26,8 +27,6 @@ __all__ = [
     "save_identity",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 COMBINE_METHODS = ("mean", "median", "weighted")
 _FORMAT = "simswap-identity"
 _VERSION = "1"

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import CheckpointError, InputError
+from .networks.generator import IMAGENET_MEAN, IMAGENET_STD
 from .networks.bisenet import NUM_CLASSES, BiSeNet
 
 LABEL_NAMES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eyeglasses", "l_ear", "r_ear",
@@ -28,8 +29,6 @@ OFFICIAL_REGIONS = ("skin", "brows", "eyes", "glasses", "nose", "lips", "mouth")
 OFFICIAL_LABELS = (1, 2, 3, 4, 5, 6, 10, 11, 12, 13)
 
 PARSER_SIZE = 512
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def region_labels(regions) -> tuple[int, ...]:
