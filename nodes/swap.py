@@ -10,7 +10,7 @@ from .selection import ORDERS, SELECT_MODES, make_mask_spec, make_selection, mas
 class SimSwapSwap:
     DESCRIPTION = ("Swaps the identity into the selected faces of every frame of an IMAGE batch (a photo or "
                    "video frames: count and order are kept). Faces and frames are batched on the GPU; the "
-                   "progress bar advances per frame batch and Cancel stops it between batches. Pixels outside "
+                   "progress bar advances frame by frame and Cancel stops between generator calls. Pixels outside "
                    "the returned mask are left exactly as they were.")
     CATEGORY = CATEGORY
     FUNCTION = "swap"

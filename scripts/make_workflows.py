@@ -362,7 +362,7 @@ def video_frames_batch() -> Workflow:
             "the frame source by 'Load Video (Upload)' (VHS_LoadVideo; use frame_load_cap / skip_first_frames "
             "for long videos) and 'Save Image' by 'Video Combine' (VHS_VideoCombine). Here core nodes build a "
             "4-frame 'video': 3 copies of a photo and one empty frame. batch_size = frames per batch (and faces "
-            "per generator call on a GPU); the progress bar advances per batch and Cancel stops it. "
+            "per generator call on a GPU); the progress bar advances frame by frame and Cancel stops it. "
             "temporal_smoothing = 0.5 steadies each tracked face's landmarks from frame to frame (no jitter); "
             "set it to 0 for a batch of unrelated photos.\n\n"
             + SEEDED_NOTE, col=0, row=-2.4, size=(740, 300))

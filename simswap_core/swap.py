@@ -125,8 +125,11 @@ def build_crop_masks(spec, aligned: AlignedFaces, swapped: torch.Tensor, parser=
 
 
 def run_generator(generator: torch.nn.Module, crops: torch.Tensor, latents: torch.Tensor, *,
-                  batch_size: int, precision: str = "fp32") -> torch.Tensor:
-    """G over faces in batches: crops [F,3,S,S] RGB [0,1], latents [F,512] unit-norm -> [F,3,S,S] float32 [0,1]."""
+                  batch_size: int, precision: str = "fp32",
+                  after_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+    """G over faces in batches: crops [F,3,S,S] RGB [0,1], latents [F,512] unit-norm -> [F,3,S,S] float32 [0,1].
+
+    after_batch(faces_done) is called after each generator call (progress, cancellation)."""
     out = torch.empty(crops.shape, dtype=torch.float32, device=crops.device)  # NCHW whatever the input format
     dtype = PRECISIONS[precision]
     ctx = torch.autocast(device_type=crops.device.type, dtype=dtype) if dtype is not None else nullcontext()
@@ -134,6 +137,8 @@ def run_generator(generator: torch.nn.Module, crops: torch.Tensor, latents: torc
         with ctx:
             y = generator(crops[i:i + batch_size], latents[i:i + batch_size])
         out[i:i + batch_size] = y.float()
+        if after_batch is not None:
+            after_batch(min(i + batch_size, crops.shape[0]))
     return out
 
 
@@ -306,6 +311,7 @@ class FaceSwapper:
 
         n = frames.shape[0]
         out_device = frames.device
+        progress = _increasing(progress)
         latent = identity.latent.to(self.device, torch.float32).reshape(1, -1)
         images, masks, sel_faces, all_faces, aligned_parts, swapped_parts, counts, no_face = \
             [], [], [], [], [], [], [], []
@@ -351,7 +357,8 @@ class FaceSwapper:
                     crops = aligned.crops.contiguous(memory_format=torch.channels_last) if self.channels_last \
                         else aligned.crops
                     swapped = run_generator(self.generator, crops, latent.expand(len(chosen), -1),
-                                            batch_size=face_batch_size, precision=self.precision)
+                                            batch_size=face_batch_size, precision=self.precision,
+                                            after_batch=_frame_progress(progress, start, n, per_frame))
                 official_parsing = paste_mode == "official" and getattr(mask, "kind", None) == "parsing"
                 with self.timer.stage("mask"):
                     crop_masks = None if official_parsing else build_crop_masks(mask, aligned, swapped, self.parser)
@@ -374,6 +381,35 @@ class FaceSwapper:
         return SwapResult(images=torch.cat(images), mask=torch.cat(masks), faces=DetectedFaces.concat(sel_faces),
                           aligned=concat_aligned(aligned_parts, counts), swapped=torch.cat(swapped_parts),
                           detected=DetectedFaces.concat(all_faces), frames_without_face=no_face)
+
+
+def _increasing(progress: ProgressFn | None) -> ProgressFn | None:
+    """``progress`` called only when the number of finished frames grows (each value once, in order)."""
+    if progress is None:
+        return None
+    last = -1
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        if done > last:
+            last = done
+            progress(done, total)
+
+    return report
+
+
+def _frame_progress(progress: ProgressFn | None, start: int, total: int, per_frame: torch.Tensor):
+    """after_batch callback for run_generator: reports, per frame, the frames of the chunk starting at ``start``
+    whose faces have all been generated (so a progress bar advances frame by frame, and a cancel is seen between
+    generator calls). per_frame: [m] selected faces per frame of the chunk."""
+    if progress is None:
+        return None
+    ends = torch.cumsum(per_frame, 0).tolist()  # faces generated when each frame's last face is done
+
+    def after_batch(faces_done: int) -> None:
+        progress(min(start + sum(1 for e in ends if e <= faces_done), total), total)
+
+    return after_batch
 
 
 def _empty_aligned(chunk: torch.Tensor, crop_size: int, mode: str | None) -> AlignedFaces:

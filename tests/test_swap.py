@@ -217,6 +217,31 @@ def test_channels_last_generator_input(pl_models, pl_identity, astronaut):
     assert FaceSwapper(g, a, d, device="cpu", precision="bf16").channels_last
 
 
+def test_progress_advances_frame_by_frame(pl_models, pl_identity):
+    """With one face per frame and one face per generator call, progress(done, total) reports every frame, in
+    order, within a frame batch (ComfyUI's bar moves per frame; a cancel raised by progress stops mid-batch)."""
+    from pipeline_fixtures import astronaut_small, to_tensor
+
+    g, a, d = pl_models
+    frames = to_tensor(astronaut_small(256)).repeat(3, 1, 1, 1)
+    calls = []
+    FaceSwapper(g, a, d, device="cpu").swap(frames, pl_identity, batch_size=3, face_batch_size=1,
+                                           progress=lambda done, total: calls.append((done, total)))
+    assert [c for c in calls if c[0] < 3] == [(1, 3), (2, 3)] and calls[-1] == (3, 3)
+    assert all(x[0] <= y[0] for x, y in zip(calls, calls[1:]))
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_after_first(done, total):
+        if done >= 1:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        FaceSwapper(g, a, d, device="cpu").swap(frames, pl_identity, batch_size=3, face_batch_size=1,
+                                               progress=cancel_after_first)
+
+
 def test_512_generator_once(pl_models, astronaut, tmp_path_factory):
     from simswap_core.checkpoints import load_generator
     from simswap_core.seeded import write_seeded_checkpoints
