@@ -32,7 +32,7 @@ def astronaut_uint8() -> np.ndarray:
 
 def to_tensor(a: np.ndarray) -> torch.Tensor:
     """[H,W,3] uint8 -> [1,3,H,W] float32 [0,1]."""
-    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 255.0  # a writable copy
 
 
 def astronaut_small(size: int = 256) -> np.ndarray:
