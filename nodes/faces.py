@@ -4,8 +4,10 @@ from __future__ import annotations
 import torch
 
 from ._common import (CATEGORY, FaceCrops, compute_device, image_to_nchw, mask_to_n1hw, n1hw_to_mask,
-                      nchw_to_image)
+                      nchw_to_image, progress_callback)
 from .selection import ORDERS, make_mask_spec, make_selection, mask_inputs, validate_face_index
+
+PASTE_FRAMES_PER_CALL = 16  # frames moved to the compute device per paste call (bounded memory for long videos)
 
 
 def _resize_to(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -219,10 +221,22 @@ class SimSwapPasteFaces:
         if nf:
             faces = _resize_to(faces, s)
             masks = _resize_to(masks, s) if masks is not None else None
-        out, mask = paste_faces(frames.to(device), faces.to(device), alignment,
-                                None if masks is None else masks.to(device), feather=float(feather),
-                                erode=float(erode), color_match=bool(color_match), mode=paste_mode)
-        return (nchw_to_image(out), n1hw_to_mask(mask))
+        # a few frames at a time on the compute device, so a long video never has to fit there at once
+        n = frames.shape[0]
+        progress = progress_callback(n)
+        outs, out_masks = [], []
+        for start in range(0, n, PASTE_FRAMES_PER_CALL):
+            stop = min(start + PASTE_FRAMES_PER_CALL, n)
+            part, idx = alignment.frames(start, stop)
+            out, mask = paste_faces(frames[start:stop].to(device), faces[idx.to(faces.device)].to(device), part,
+                                    None if masks is None else masks[idx.to(masks.device)].to(device),
+                                    feather=float(feather), erode=float(erode), color_match=bool(color_match),
+                                    mode=paste_mode)
+            outs.append(nchw_to_image(out))
+            out_masks.append(n1hw_to_mask(mask))
+            if progress is not None:
+                progress(stop, n)
+        return (torch.cat(outs), torch.cat(out_masks))
 
 
 NODE_CLASS_MAPPINGS = {

@@ -99,7 +99,9 @@ class SimSwapSwap:
             from simswap_core.tracking import LandmarkSmoother
 
             smoothing = LandmarkSmoother(float(temporal_smoothing))
-        result = swapper.swap(frames.to(swapper.device), identity, select=selection, mask=spec,
+        # frames stay where ComfyUI keeps IMAGE batches: swap() moves one batch at a time to the compute device,
+        # so a long video never has to fit in GPU memory at once
+        result = swapper.swap(frames, identity, select=selection, mask=spec,
                               paste_mode=paste_mode, color_match=bool(color_match), reference=reference,
                               if_no_face=if_no_face, batch_size=int(batch_size), smoothing=smoothing,
                               progress=progress_callback(n))

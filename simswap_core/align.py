@@ -63,6 +63,16 @@ class AlignedFaces:
                             self.crop_size, self.mode, None if self.points is None else self.points[keep])
 
 
+    def frames(self, start: int, stop: int) -> tuple["AlignedFaces", torch.Tensor]:
+        """The faces of frames ``start..stop-1``, with frame indices and sizes of that range, and the indices
+        [K] of those faces in this object (to pick their crops or masks)."""
+        keep = ((self.frame_index >= start) & (self.frame_index < stop)).nonzero().flatten()
+        sub = self.select(keep)
+        sub.frame_index = sub.frame_index - start
+        sub.frame_sizes = list(self.frame_sizes[start:stop])
+        return sub, keep
+
+
 def default_mode(crop_size: int) -> str:
     """Official choice: "ffhq" for crop 512, "none" (pose templates) otherwise."""
     return "ffhq" if crop_size == 512 else "none"

@@ -174,3 +174,33 @@ def test_detect_faces_keeps_frame_order_over_batches(models, astronaut):
 
     per_frame = json.loads(faces_json)
     assert len(per_frame) == frames.shape[0] and [len(f) for f in per_frame].count(1) == 2
+
+
+def test_paste_faces_over_a_long_batch_in_chunks(models, astronaut):
+    """Paste Faces works a few frames at a time (bounded device memory): 20 frames with a face in frames 0, 15, 16
+    and 19 (across the 16-frame chunk border) give the same frames as pasting each face's frame on its own."""
+    from nodes.detect import SimSwapDetectFaces
+    from nodes.faces import PASTE_FRAMES_PER_CALL, SimSwapAlignFaces, SimSwapPasteFaces, SimSwapSplitFaceCrops
+
+    _gen, _arc, det = models
+    with_face = [0, 15, 16, 19]
+    assert PASTE_FRAMES_PER_CALL < 20
+    frames = torch.full((20, *astronaut.shape[1:]), 0.3)
+    for i in with_face:
+        frames[i] = astronaut[0].roll(2 * i, dims=1)
+    faces, _, count, _ = SimSwapDetectFaces().detect(frames, det, "left-right")
+    assert count == len(with_face)
+    (crops,) = SimSwapAlignFaces().align(frames, faces, "224", "auto", "all", "0", "left-right")
+    split, alignment, crop_masks, _ = SimSwapSplitFaceCrops().split(crops)
+    assert alignment.frame_index.tolist() == with_face
+    changed = 1.0 - split  # a "restorer" that visibly changes every crop
+    pasted, pmask = SimSwapPasteFaces().paste(frames, changed, alignment, "default", False, 0.1, 0.0,
+                                              crop_masks=crop_masks)
+    assert pasted.shape == frames.shape and pmask.shape == frames.shape[:3]
+    for k, i in enumerate(with_face):
+        one, _ = alignment.frames(i, i + 1)
+        alone, amask = SimSwapPasteFaces().paste(frames[i:i + 1], changed[k:k + 1], one, "default", False, 0.1,
+                                                 0.0, crop_masks=crop_masks[k:k + 1])
+        assert torch.equal(pasted[i], alone[0]) and torch.equal(pmask[i], amask[0])
+    for i in set(range(20)) - set(with_face):
+        assert torch.equal(pasted[i], frames[i]) and pmask[i].max() == 0
