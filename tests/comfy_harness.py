@@ -309,6 +309,13 @@ def get_server() -> ComfyServer:
     return _SERVER
 
 
-@pytest.fixture(scope="session")
-def comfy_server() -> ComfyServer:
+# Fixtures for the test modules (import them by name: `from comfy_harness import server, object_info`).
+# Module scope: every module gets an /object_info fetched when it starts (earlier modules may add model files).
+@pytest.fixture(scope="module")
+def server() -> ComfyServer:
     return get_server()
+
+
+@pytest.fixture(scope="module")
+def object_info(server) -> dict:
+    return server.object_info()

@@ -7,19 +7,9 @@ import time
 
 import pytest
 
-from comfy_harness import PACK_NAME, get_server
+from comfy_harness import PACK_NAME, object_info, server  # noqa: F401 (fixtures)
 
 CORE_TYPES = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-
-
-@pytest.fixture(scope="module")
-def server():
-    return get_server()
-
-
-@pytest.fixture(scope="module")
-def object_info(server):
-    return server.object_info()
 
 
 def _ours(object_info: dict) -> dict:

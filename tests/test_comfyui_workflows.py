@@ -15,7 +15,7 @@ import json
 import numpy as np
 import pytest
 
-from comfy_harness import PACK_NAME, REPO, get_server
+from comfy_harness import PACK_NAME, REPO, object_info, server  # noqa: F401 (fixtures)
 
 WORKFLOW_DIR = REPO / "workflows"
 API_DIR = WORKFLOW_DIR / "api"
@@ -30,16 +30,6 @@ def _make_workflows():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-@pytest.fixture(scope="module")
-def server():
-    return get_server()
-
-
-@pytest.fixture(scope="module")
-def object_info(server):
-    return server.object_info()
 
 
 def _ui(name: str) -> dict:
