@@ -3,24 +3,33 @@
 The nodes live in ``nodes/`` and only adapt ComfyUI types to ``simswap_core`` (the pip-installable library in
 this folder). When the pack is used from ComfyUI/custom_nodes without ``pip install``, ``simswap_core`` is made
 importable by appending this folder to ``sys.path`` (only if the import fails: an installed copy wins).
-Importing this file outside ComfyUI does not fail; the node classes are still defined.
+ComfyUI loads the nodes through the V3 entry point ``comfy_entrypoint`` (a ``ComfyExtension``; ComfyUI >= the
+``requires-comfyui`` of pyproject.toml). Importing this file as a loose module outside ComfyUI does not fail.
 """
 import os
 import sys
 
 try:
-    import simswap_core  # noqa: F401
+    import simswap_core
 except ImportError:
     _here = os.path.dirname(os.path.abspath(__file__))
     if _here not in sys.path:
         sys.path.append(_here)  # appended, not prepended: ComfyUI's own top-level `nodes` module must win
     import simswap_core  # noqa: F401
 
-if __package__:  # imported as a package (ComfyUI does this): load the nodes
-    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+if __package__:  # imported as a package (ComfyUI does this): the V3 entry point of the nodes
+
+    async def comfy_entrypoint():  # type: ignore[no-untyped-def]
+        """ComfyUI's V3 entry point; imports the nodes (and ComfyUI's comfy_api) only when ComfyUI calls it, so
+        importing the pack outside ComfyUI (tools, test collection) never needs ComfyUI."""
+        from .nodes import comfy_entrypoint as nodes_entrypoint
+
+        return await nodes_entrypoint()
+
+    __all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]
 else:  # imported as a loose module (e.g. by a tool scanning the repo): nothing to register
-    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
+    __all__ = ["WEB_DIRECTORY"]
 
-WEB_DIRECTORY = None  # no front-end extension: every node is a plain declarative V1 node
-
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+# No NODE_CLASS_MAPPINGS here on purpose: ComfyUI (nodes.load_custom_node) takes the V1 path when a pack exports
+# it and would then never call comfy_entrypoint (which registers the model folders).
+WEB_DIRECTORY = None  # no front-end extension: every node is a declarative V3 node

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ComfyUI-SimSwap model installer (thin CLI over ``simswap_core.download.main``).
+"""ComfyUI-SimSwap model installer (thin CLI over ``simswap_core.models.installer_cli.main``).
 
     python install.py                  # status of the recommended files; downloads NOTHING (ComfyUI-Manager runs this)
     python install.py --list           # every known file: size, checksum, licence, installed or not
@@ -18,11 +18,11 @@ import types
 if __name__ == "__main__":
     _pkg_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "simswap_core")
     if "simswap_core" not in sys.modules:
-        # Load simswap_core.download without running simswap_core/__init__.py (which imports torch and the models):
-        # the installer only needs the standard library and works before/without the heavy runtime.
+        # Load simswap_core.models.installer_cli without running simswap_core/__init__.py (kept out of the way: the
+        # installer needs the standard library only and works before/without torch).
         _pkg = types.ModuleType("simswap_core")
         _pkg.__path__ = [_pkg_dir]
         sys.modules["simswap_core"] = _pkg
-    from simswap_core.download import main
+    from simswap_core.models.installer_cli import main
 
     sys.exit(main())

@@ -156,10 +156,10 @@ def stats(xs: list[float]) -> dict:
 # ------------------------------------------------------------------------------------------ weights, anchors
 
 class SeededWeights:
-    """Seeded RANDOM weights (simswap_core.seeded) in official formats, in `folder` or a temporary folder."""
+    """Seeded RANDOM weights (simswap_core.models.seeded) in official formats, in `folder` or a temporary folder."""
 
     def __init__(self, folder: str | None, kinds: tuple[str, ...]):
-        from simswap_core.seeded import write_seeded_checkpoints
+        from simswap_core.models.seeded import write_seeded_checkpoints
 
         self._tmp = None
         if folder is None:

@@ -12,7 +12,7 @@ median seconds per generator call; "ratio" is that throughput divided by the fp3
 this same run. Accuracy: each mode's output on the same inputs against the fp32 NCHW output of the same batch
 size (the generator output is RGB in [0,1], so max|d| = 1/255 is one 8-bit level).
 
-Weights are SEEDED RANDOM weights (simswap_core.seeded, official file formats): the architecture, FLOPs and
+Weights are SEEDED RANDOM weights (simswap_core.models.seeded, official file formats): the architecture, FLOPs and
 therefore the speed are those of the real checkpoints, but the accuracy drift of reduced precision on real
 weights may differ (it depends on activation ranges). Inputs are uniform random crops and random unit latents.
 The generator is called through simswap_core.swap.run_generator, the function the face pipeline uses.
@@ -29,10 +29,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _bench_util as U  # noqa: E402
-
-from simswap_core import load_generator  # noqa: E402
-from simswap_core.swap import run_generator  # noqa: E402
+import _bench_util as U
+from simswap_core import load_generator
+from simswap_core.swap import run_generator
 
 DEFAULT_MODES = {"cpu": "fp32,bf16", "cuda": "fp32,fp16,bf16"}
 KIND = {224: "g224", 512: "g512"}

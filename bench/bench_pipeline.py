@@ -18,7 +18,7 @@ fps = frames / median wall seconds of swap() alone (the one-time identity extrac
 
     batched   = simswap_core.swap.FaceSwapper: one detector call per frame batch, faces flattened over frames,
                 generator batches of --batch-size faces, one mask and one paste call per frame batch.
-    reference = simswap_core.pipeline_reference.ReferencePipeline: the official scripts' order, frame by frame and
+    reference = pipeline_reference.ReferencePipeline: the official scripts' order, frame by frame and
                 face by face: detect one frame, then per face align, generator batch 1, mask, paste.
 
 Both must produce the same frames (the max |difference| is printed) so the comparison is fair. Weights are
@@ -28,22 +28,21 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-from contextlib import contextmanager
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _bench_util as U  # noqa: E402
-
-from simswap_core import load_arcface, load_generator  # noqa: E402
-from simswap_core.detection import load_detector  # noqa: E402
-from simswap_core.masks import MaskSpec  # noqa: E402
-from simswap_core.pipeline_reference import ReferencePipeline  # noqa: E402
-from simswap_core.swap import FaceSwapper, StageTimer  # noqa: E402
+import _bench_util as U
+from pipeline_reference import ReferencePipeline
+from simswap_core import load_arcface, load_generator
+from simswap_core.detection import load_detector
+from simswap_core.masks import MaskSpec
+from simswap_core.swap import FaceSwapper, StageTimer
 
 STAGES = ("detect", "align", "identity", "generate", "mask", "paste")
 FULL_FRAMES = 64
@@ -54,7 +53,7 @@ W, H = 1280, 720
 # ------------------------------------------------------------------------------------------ frames
 
 def t1_image() -> torch.Tensor:
-    from simswap_core.imageio import read_image
+    from simswap_core.io.images import read_image
 
     spec = importlib.util.find_spec("insightface")
     if spec is None or not spec.submodule_search_locations:

@@ -1,11 +1,12 @@
 """Glue shared by the SimSwap nodes: tensor layout conversions, model folders, model management, progress.
 
 No maths here: layouts are only permuted ([B,H,W,C] <-> [N,3,H,W], [B,H,W] <-> [N,1,H,W]); everything else is
-a call into ``simswap_core`` or into ComfyUI. Importing this module outside ComfyUI works (ComfyUI parts are
-``None``), so the node classes can be imported by plain unit tests.
+a call into ``simswap_core`` or into ComfyUI. This module imports without a running ComfyUI (its ComfyUI parts
+are then ``None`` or plain-torch stand-ins); the V3 socket types of the nodes are in ``_types.py``.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -63,6 +64,34 @@ def mask_to_n1hw(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
 def n1hw_to_mask(x: torch.Tensor) -> torch.Tensor:
     """[N,1,H,W] -> ComfyUI MASK [N,H,W] float32 on ComfyUI's intermediate device."""
     return x[:, 0].to(device=intermediate_device(), dtype=torch.float32).contiguous()
+
+
+def check_faces_match(faces, frames: torch.Tensor, what: str = "faces") -> None:
+    """Detected faces (SIMSWAP_FACES) must describe exactly these frames [N,3,H,W] (count and size)."""
+    from simswap_core.errors import InputError
+
+    if faces.num_frames != frames.shape[0] or any(tuple(s) != tuple(frames.shape[-2:]) for s in faces.frame_sizes):
+        raise InputError(f"{what}: detected on {faces.num_frames} frame(s) of size {faces.frame_sizes[:1]}, but "
+                         f"images has {frames.shape[0]} of {tuple(frames.shape[-2:])}; detect faces on the same "
+                         f"images")
+
+
+def align_selected(frames: torch.Tensor, faces, crop_size: int, mode: str | None, selection):
+    """AlignedFaces of the faces ``selection`` keeps (a FaceSelection), aligned on the compute device."""
+    from simswap_core.align import align_faces
+    from simswap_core.detection import select_faces
+
+    device = compute_device()
+    faces = faces.to(device)
+    chosen = faces.select(select_faces(faces, selection))
+    return align_faces(frames.to(device), chosen, int(crop_size), mode)
+
+
+def aligned_on(aligned, device: torch.device):
+    """The same AlignedFaces with its tensors on ``device`` (where ComfyUI keeps intermediates)."""
+    moved = {f.name: getattr(aligned, f.name).to(device) for f in dataclasses.fields(aligned)
+             if isinstance(getattr(aligned, f.name), torch.Tensor)}
+    return dataclasses.replace(aligned, **moved)
 
 
 # ---------------------------------------------------------------------------------------------------- ComfyUI
@@ -194,7 +223,7 @@ def folder_search_paths(folder: str) -> list[str]:
 
 
 def file_fingerprint(path: str | None) -> str:
-    """mtime+size of a file, for IS_CHANGED (a changed file re-runs the loader)."""
+    """mtime+size of a file, for fingerprint_inputs (a changed file re-runs the loader)."""
     if not path or not os.path.exists(path):
         return "missing"
     st = os.stat(path)
@@ -213,7 +242,7 @@ class ManagedModel:
             import comfy.model_patcher
         except ImportError:
             self.patcher = None
-            self._module = module
+            self._module: torch.nn.Module | None = module
         else:
             self.patcher = comfy.model_patcher.ModelPatcher(
                 module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
@@ -226,7 +255,7 @@ class ManagedModel:
         return f"<SimSwap {self.kind} {self.name}>"
 
 
-def load_managed(*models: "ManagedModel | None") -> list:
+def load_managed(*models: ManagedModel | None) -> list:
     """The torch modules of several managed models, loaded onto the compute device by ONE call of ComfyUI's
     ``load_models_gpu`` (so loading one never offloads another of the same run); None stays None."""
     patchers = [m.patcher for m in models if m is not None and m.patcher is not None]
@@ -234,7 +263,7 @@ def load_managed(*models: "ManagedModel | None") -> list:
         import comfy.model_management as mm
 
         mm.load_models_gpu(patchers)
-    out = []
+    out: list[torch.nn.Module | None] = []
     for m in models:
         if m is None:
             out.append(None)
@@ -247,7 +276,8 @@ def load_managed(*models: "ManagedModel | None") -> list:
 class FaceCrops:
     """SIMSWAP_FACE_CROPS: aligned face crops (e.g. the swapped faces) plus how they map back into the frames.
 
-    crops:     [F,3,S,S] float32 RGB [0,1] (swapped faces, or the target crops for 'Align Faces')
+    crops:     [F,3,S,S] float32 RGB [0,1] (swapped faces, or the target crops for 'Align Faces'), on ComfyUI's
+               intermediate device for a swap's output (not every crop of a video held on the GPU)
     aligned:   simswap_core.align.AlignedFaces (target crops, matrices frame px -> crop px, frame_index, sizes)
     mask_spec: simswap_core.masks.MaskSpec the faces were blended with (None = whole crop)
     parser:    the ManagedModel face parser given with a parsing mask, else None

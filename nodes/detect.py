@@ -3,50 +3,62 @@ from __future__ import annotations
 
 import json
 
+from comfy_api.latest import io
+
+from . import _types as t
 from ._common import CATEGORY, image_to_nchw, nchw_to_image, progress_callback, soft_empty_cache
 from .selection import ORDERS
 
 DETECT_BATCH = 16  # frames per detector call
 
 
-class SimSwapDetectFaces:
-    DESCRIPTION = ("Finds the faces of every frame of an IMAGE batch (boxes, 5 landmarks, scores) and draws a "
-                   "preview where each face carries the number that face_index refers to (numbered per frame "
-                   "in the chosen order). Use it to pick which faces SimSwap Swap replaces.")
-    CATEGORY = f"{CATEGORY}/faces"
-    FUNCTION = "detect"
-    RETURN_TYPES = ("SIMSWAP_FACES", "IMAGE", "INT", "STRING")
-    RETURN_NAMES = ("faces", "preview", "face_count", "faces_json")
-    OUTPUT_TOOLTIPS = (
-        "The detected faces of all frames (frame order kept).",
-        "The frames with numbered boxes and landmarks (same size and count as the input).",
-        "Total number of faces found in all frames.",
-        "Per frame, a JSON list of {index, box, points, score} in the chosen order.",
-    )
+class SimSwapDetectFaces(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SimSwapDetectFaces",
+            display_name="SimSwap Detect Faces",
+            category=f"{CATEGORY}/faces",
+            description=("Finds the faces of every frame of an IMAGE batch (boxes, 5 landmarks, scores) and draws a "
+                         "preview where each face carries the number that face_index refers to (numbered per frame "
+                         "in the chosen order). Use it to pick which faces SimSwap Swap replaces."),
+            inputs=[
+                io.Image.Input("images", tooltip="Frames to search for faces (a batch keeps its order)."),
+                t.Detector.Input("detector", tooltip="Face detector from 'SimSwap Load Face Detector'."),
+                io.Combo.Input("order", options=ORDERS, default="left-right",
+                               tooltip="How faces are numbered in each frame (must match the 'order' of the node "
+                                       "that selects faces by index)."),
+            ],
+            outputs=[
+                t.Faces.Output(display_name="faces", tooltip="The detected faces of all frames (frame order kept)."),
+                io.Image.Output(display_name="preview",
+                                tooltip="The frames with numbered boxes and landmarks (same size and count as the "
+                                        "input)."),
+                io.Int.Output(display_name="face_count", tooltip="Total number of faces found in all frames."),
+                io.String.Output(display_name="faces_json",
+                                 tooltip="Per frame, a JSON list of {index, box, points, score} in the chosen "
+                                         "order."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "images": ("IMAGE", {"tooltip": "Frames to search for faces (a batch keeps its order)."}),
-            "detector": ("SIMSWAP_DETECTOR", {"tooltip": "Face detector from 'SimSwap Load Face Detector'."}),
-            "order": (ORDERS, {"default": "left-right",
-                               "tooltip": "How faces are numbered in each frame (must match the 'order' of the "
-                                          "node that selects faces by index)."}),
-        }}
+    def validate_inputs(cls, order):
+        return t.combo_errors(cls, order=order)
 
-    def detect(self, images, detector, order):
+    @classmethod
+    def execute(cls, images, detector, order) -> io.NodeOutput:
         from simswap_core.detection import draw_faces, order_faces
-
         from simswap_core.faces import DetectedFaces
+        from simswap_core.io.frames import frame_ranges
 
         frames = image_to_nchw(images, "images")
         n = frames.shape[0]
         progress = progress_callback(n)
         parts = []
-        for start in range(0, n, DETECT_BATCH):  # frame batches: progress bar + Cancel between them
-            parts.append(detector.detect(frames[start:start + DETECT_BATCH]))
+        for start, stop in frame_ranges(n, DETECT_BATCH):  # frame batches: progress bar + Cancel between them
+            parts.append(detector.detect(frames[start:stop]))
             if progress:
-                progress(min(start + DETECT_BATCH, n), n)
+                progress(stop, n)
         faces = parts[0] if len(parts) == 1 else DetectedFaces.concat(parts)
         soft_empty_cache()
         ranks = order_faces(faces, order)
@@ -59,8 +71,7 @@ class SimSwapDetectFaces:
                 item["index"] = rank_list[k]
                 k += 1
             frame.sort(key=lambda it: it["index"])
-        return (faces, nchw_to_image(preview), len(faces), json.dumps(per_frame))
+        return io.NodeOutput(faces, nchw_to_image(preview), len(faces), json.dumps(per_frame))
 
 
-NODE_CLASS_MAPPINGS = {"SimSwapDetectFaces": SimSwapDetectFaces}
-NODE_DISPLAY_NAME_MAPPINGS = {"SimSwapDetectFaces": "SimSwap Detect Faces"}
+NODES = [SimSwapDetectFaces]

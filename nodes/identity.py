@@ -4,67 +4,100 @@ from __future__ import annotations
 import os
 import re
 
-from ._common import (CATEGORY, IDENTITY_SUBFOLDER, SIMSWAP_FOLDER, compute_device, file_fingerprint,
-                      folder_search_paths, full_path, image_to_nchw, list_files, load_managed,
-                      soft_empty_cache)
+from comfy_api.latest import io
+
+from . import _types as t
+from ._common import (
+    CATEGORY,
+    IDENTITY_SUBFOLDER,
+    SIMSWAP_FOLDER,
+    compute_device,
+    file_fingerprint,
+    folder_search_paths,
+    full_path,
+    image_to_nchw,
+    list_files,
+    load_managed,
+    soft_empty_cache,
+)
 from .selection import ORDERS, make_selection
 
 NO_IDENTITIES = "(no identities saved yet)"
+CROP_SIZES = ["auto", "224", "512"]
+DEFAULT_CROP_SIZE = 224  # crop_size = auto without a generator: the official 224 model
 
 
-def make_swapper(generator, arcface, detector, parser=None):
-    """A FaceSwapper over models managed by ComfyUI (loaded onto the compute device now)."""
-    from simswap_core.swap import FaceSwapper
+def identity_crop_size(crop_size: str, generator=None) -> int:
+    """The crop size to align source faces at: a number chosen in the widget, else (auto) the connected
+    generator's crop size, read from the loader's record (the generator is NOT loaded onto the GPU), else 224."""
+    if crop_size not in (None, "auto"):
+        return int(crop_size)
+    if generator is not None:
+        return int(generator.info.get("crop_size") or DEFAULT_CROP_SIZE)
+    return DEFAULT_CROP_SIZE
 
-    g, a, p = load_managed(generator, arcface, parser)
-    return FaceSwapper(g, a, detector, parser=p, device=compute_device(), crop_size=generator.info.get("crop_size"))
 
-
-class SimSwapExtractIdentity:
-    DESCRIPTION = ("Builds the identity to swap in (SIMSWAP_IDENTITY) from one or more source photos: in each "
-                   "image one face is chosen, aligned like the generator expects and encoded by ArcFace; several "
-                   "images are combined (mean, median, or weighted by detection score). Photos of different "
-                   "sizes can be batched with core 'Batch Images'.")
-    CATEGORY = f"{CATEGORY}/identity"
-    FUNCTION = "extract"
-    RETURN_TYPES = ("SIMSWAP_IDENTITY",)
-    RETURN_NAMES = ("identity",)
-    OUTPUT_TOOLTIPS = ("The source identity: unit-norm latent for the generator + raw ArcFace embedding.",)
+class SimSwapExtractIdentity(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SimSwapExtractIdentity",
+            display_name="SimSwap Extract Identity",
+            category=f"{CATEGORY}/identity",
+            description=("Builds the identity to swap in (SIMSWAP_IDENTITY) from one or more source photos: in each "
+                         "image one face is chosen, aligned like the generator expects and encoded by ArcFace; "
+                         "several images are combined (mean, median, or weighted by detection score). Photos of "
+                         "different sizes can be batched with core 'Batch Images'."),
+            inputs=[
+                io.Image.Input("source_images",
+                               tooltip="One or more photos of the person whose face is swapped in."),
+                t.Generator.Input("generator", optional=True,
+                                  tooltip="Optional: the generator the identity is for; with crop_size = auto its "
+                                          "crop size (224/512) sets the source alignment (it is not loaded for "
+                                          "this)."),
+                t.ArcFace.Input("arcface", tooltip="SimSwap's ArcFace identity encoder."),
+                t.Detector.Input("detector", tooltip="Face detector used on the source photos."),
+                io.Combo.Input("face", options=["largest", "best", "index", "all"], default="largest",
+                               tooltip="Which face of each photo: largest box, best detection score, the face number "
+                                       "'face_index' (see Detect Faces preview), or all faces of every photo."),
+                io.Int.Input("face_index", default=0, min=0, max=99,
+                             tooltip="Face number used when face = index (numbered in 'order')."),
+                io.Combo.Input("order", options=ORDERS, default="left-right",
+                               tooltip="How faces are numbered for face = index."),
+                io.Combo.Input("combine", options=["mean", "median", "weighted"], default="mean",
+                               tooltip="How several faces become one identity: mean, median (robust to an odd "
+                                       "photo), or mean weighted by detection score."),
+                io.Combo.Input("if_no_face", options=["error", "skip"], default="error",
+                               tooltip="A photo without a usable face: stop with an error, or skip it (an error is "
+                                       "still raised when no photo has a face)."),
+                io.Combo.Input("crop_size", options=CROP_SIZES, default="auto", optional=True,
+                               tooltip="Aligned source face size: 224 (official 224 model, pose templates) or 512 "
+                                       "(512 model, FFHQ template). auto: the connected generator's crop size, "
+                                       "else 224."),
+            ],
+            outputs=[t.Identity.Output(display_name="identity",
+                                       tooltip="The source identity: unit-norm latent for the generator + raw "
+                                               "ArcFace embedding.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "source_images": ("IMAGE", {"tooltip": "One or more photos of the person whose face is swapped in."}),
-            "generator": ("SIMSWAP_GENERATOR", {
-                "tooltip": "The generator the identity is for: its crop size (224/512) sets the source alignment."}),
-            "arcface": ("SIMSWAP_ARCFACE", {"tooltip": "SimSwap's ArcFace identity encoder."}),
-            "detector": ("SIMSWAP_DETECTOR", {"tooltip": "Face detector used on the source photos."}),
-            "face": (["largest", "best", "index", "all"], {
-                "default": "largest",
-                "tooltip": "Which face of each photo: largest box, best detection score, the face number "
-                           "'face_index' (see Detect Faces preview), or all faces of every photo."}),
-            "face_index": ("INT", {"default": 0, "min": 0, "max": 99,
-                                   "tooltip": "Face number used when face = index (numbered in 'order')."}),
-            "order": (ORDERS, {"default": "left-right",
-                               "tooltip": "How faces are numbered for face = index."}),
-            "combine": (["mean", "median", "weighted"], {
-                "default": "mean",
-                "tooltip": "How several faces become one identity: mean, median (robust to an odd photo), or "
-                           "mean weighted by detection score."}),
-            "if_no_face": (["error", "skip"], {
-                "default": "error",
-                "tooltip": "A photo without a usable face: stop with an error, or skip it (an error is still "
-                           "raised when no photo has a face)."}),
-        }}
+    def validate_inputs(cls, face, order, combine, if_no_face, crop_size=None):
+        return t.combo_errors(cls, face=face, order=order, combine=combine, if_no_face=if_no_face,
+                              crop_size=crop_size)
 
-    def extract(self, source_images, generator, arcface, detector, face, face_index, order, combine, if_no_face):
+    @classmethod
+    def execute(cls, source_images, arcface, detector, face, face_index, order, combine, if_no_face,
+                generator=None, crop_size="auto") -> io.NodeOutput:
+        from simswap_core.identity import extract_identity
+
         images = image_to_nchw(source_images, "source_images")
         selection = make_selection(face, str(face_index), order)
-        swapper = make_swapper(generator, arcface, detector)
-        identity = swapper.extract_identity(images.to(swapper.device), select=selection, combine=combine,
-                                            if_no_face=if_no_face)
+        (encoder,) = load_managed(arcface)
+        identity = extract_identity(encoder, detector, images, crop_size=identity_crop_size(crop_size, generator),
+                                    select=selection, combine=combine, if_no_face=if_no_face,
+                                    device=compute_device())
         soft_empty_cache()
-        return (identity,)
+        return io.NodeOutput(identity)
 
 
 def _identity_dir() -> str:
@@ -80,79 +113,106 @@ def _identity_dir() -> str:
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
 
 
-class SimSwapSaveIdentity:
-    DESCRIPTION = ("Saves an identity as models/simswap/identities/<name>.safetensors (latent, embedding, number "
-                   "of sources, metadata) so it can be reused with 'SimSwap Load Identity'. Existing files are "
-                   "never overwritten unless if_exists = overwrite.")
-    CATEGORY = f"{CATEGORY}/identity"
-    FUNCTION = "save"
-    OUTPUT_NODE = True
-    RETURN_TYPES = ("SIMSWAP_IDENTITY", "STRING")
-    RETURN_NAMES = ("identity", "file")
-    OUTPUT_TOOLTIPS = ("The same identity, passed through.", "The file name written, relative to identities/.")
+
+def _identity_file(name: str, if_exists: str) -> str:
+    """Path of the identity file to write for ``name`` and the if_exists policy (numbered sibling, same file, or
+    an error when it exists)."""
+    from simswap_core.errors import InputError
+
+    name = name.strip()
+    if name.lower().endswith(".safetensors"):
+        name = name[: -len(".safetensors")]
+    if not _NAME_RE.match(name) or ".." in name:
+        raise InputError(f"name: expected a plain file name (letters, digits, space, _ . -; no folders), "
+                         f"got {name!r}")
+    folder = _identity_dir()
+    os.makedirs(folder, exist_ok=True)
+    filename = f"{name}.safetensors"
+    if os.path.exists(os.path.join(folder, filename)) and if_exists == "increment":
+        i = 1
+        while os.path.exists(os.path.join(folder, f"{name}_{i:03d}.safetensors")):
+            i += 1
+        filename = f"{name}_{i:03d}.safetensors"
+    path = os.path.join(folder, filename)
+    if os.path.exists(path) and if_exists == "error":
+        raise InputError(f"name: {path} already exists; choose another name or set if_exists to "
+                         f"'increment' or 'overwrite'")
+    return path
+
+
+class SimSwapSaveIdentity(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SimSwapSaveIdentity",
+            display_name="SimSwap Save Identity",
+            category=f"{CATEGORY}/identity",
+            description=("Saves an identity as models/simswap/identities/<name>.safetensors (latent, embedding, "
+                         "number of sources, metadata) so it can be reused with 'SimSwap Load Identity'. Existing "
+                         "files are never overwritten unless if_exists = overwrite."),
+            is_output_node=True,
+            inputs=[
+                t.Identity.Input("identity", tooltip="The identity to save."),
+                io.String.Input("name", default="identity",
+                                tooltip="File name without extension (letters, digits, space, _ . -)."),
+                io.Combo.Input("if_exists", options=["increment", "overwrite", "error"], default="increment",
+                               tooltip="When the file exists: write name_001, name_002...; replace it; or stop with "
+                                       "an error."),
+            ],
+            outputs=[
+                t.Identity.Output(display_name="identity", tooltip="The same identity, passed through."),
+                io.String.Output(display_name="file", tooltip="The file name written, relative to identities/."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "identity": ("SIMSWAP_IDENTITY", {"tooltip": "The identity to save."}),
-            "name": ("STRING", {"default": "identity",
-                                "tooltip": "File name without extension (letters, digits, space, _ . -)."}),
-            "if_exists": (["increment", "overwrite", "error"], {
-                "default": "increment",
-                "tooltip": "When the file exists: write name_001, name_002...; replace it; or stop with an error."}),
-        }}
+    def validate_inputs(cls, if_exists):
+        return t.combo_errors(cls, if_exists=if_exists)
 
-    def save(self, identity, name, if_exists):
-        from simswap_core.errors import InputError
+    @classmethod
+    def execute(cls, identity, name, if_exists) -> io.NodeOutput:
         from simswap_core.identity import save_identity
 
-        name = name.strip()
-        if name.lower().endswith(".safetensors"):
-            name = name[: -len(".safetensors")]
-        if not _NAME_RE.match(name) or ".." in name:
-            raise InputError(f"name: expected a plain file name (letters, digits, space, _ . -; no folders), "
-                             f"got {name!r}")
-        folder = _identity_dir()
-        os.makedirs(folder, exist_ok=True)
-        filename = f"{name}.safetensors"
-        if os.path.exists(os.path.join(folder, filename)) and if_exists == "increment":
-            i = 1
-            while os.path.exists(os.path.join(folder, f"{name}_{i:03d}.safetensors")):
-                i += 1
-            filename = f"{name}_{i:03d}.safetensors"
-        path = os.path.join(folder, filename)
-        if os.path.exists(path) and if_exists == "error":
-            raise InputError(f"name: {path} already exists; choose another name or set if_exists to "
-                             f"'increment' or 'overwrite'")
+        path = _identity_file(name, if_exists)
         save_identity(identity, path, overwrite=(if_exists == "overwrite"))
-        return {"ui": {"text": [filename]}, "result": (identity, filename)}
+        filename = os.path.basename(path)
+        return io.NodeOutput(identity, filename, ui={"text": [filename]})
 
 
-class SimSwapLoadIdentity:
-    DESCRIPTION = "Loads an identity saved by 'SimSwap Save Identity' from models/simswap/identities/."
-    CATEGORY = f"{CATEGORY}/identity"
-    FUNCTION = "load"
-    RETURN_TYPES = ("SIMSWAP_IDENTITY",)
-    RETURN_NAMES = ("identity",)
-    OUTPUT_TOOLTIPS = ("The saved identity.",)
+def _identity_names() -> list[str]:
+    return list_files(SIMSWAP_FOLDER, {".safetensors"}, only_prefix=IDENTITY_SUBFOLDER) or [NO_IDENTITIES]
+
+
+class SimSwapLoadIdentity(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SimSwapLoadIdentity",
+            display_name="SimSwap Load Identity",
+            category=f"{CATEGORY}/identity",
+            description="Loads an identity saved by 'SimSwap Save Identity' from models/simswap/identities/.",
+            inputs=[
+                io.Combo.Input("identity_name", options=_identity_names(),
+                               tooltip="A .safetensors identity in models/simswap/identities (refresh the page "
+                                       "after saving a new one)."),
+            ],
+            outputs=[t.Identity.Output(display_name="identity", tooltip="The saved identity.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        names = list_files(SIMSWAP_FOLDER, {".safetensors"}, only_prefix=IDENTITY_SUBFOLDER) or [NO_IDENTITIES]
-        return {"required": {
-            "identity_name": (names, {"tooltip": "A .safetensors identity in models/simswap/identities "
-                                                 "(refresh the page after saving a new one)."}),
-        }}
+    def validate_inputs(cls, identity_name):
+        return t.combo_errors(cls, identity_name=identity_name)
 
     @classmethod
-    def IS_CHANGED(cls, identity_name):
+    def fingerprint_inputs(cls, identity_name):
         try:
             return file_fingerprint(full_path(SIMSWAP_FOLDER, f"{IDENTITY_SUBFOLDER}/{identity_name}",
                                               "identity_name"))
         except Exception:
             return float("nan")
 
-    def load(self, identity_name):
+    @classmethod
+    def execute(cls, identity_name) -> io.NodeOutput:
         from simswap_core.identity import load_identity
 
         if identity_name == NO_IDENTITIES:
@@ -160,16 +220,7 @@ class SimSwapLoadIdentity:
 
             raise MissingModelError("identity_name: no identity saved yet; save one with 'SimSwap Save Identity'")
         path = full_path(SIMSWAP_FOLDER, f"{IDENTITY_SUBFOLDER}/{identity_name}", "identity_name")
-        return (load_identity(path),)
+        return io.NodeOutput(load_identity(path))
 
 
-NODE_CLASS_MAPPINGS = {
-    "SimSwapExtractIdentity": SimSwapExtractIdentity,
-    "SimSwapSaveIdentity": SimSwapSaveIdentity,
-    "SimSwapLoadIdentity": SimSwapLoadIdentity,
-}
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "SimSwapExtractIdentity": "SimSwap Extract Identity",
-    "SimSwapSaveIdentity": "SimSwap Save Identity",
-    "SimSwapLoadIdentity": "SimSwap Load Identity",
-}
+NODES = [SimSwapExtractIdentity, SimSwapSaveIdentity, SimSwapLoadIdentity]

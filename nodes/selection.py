@@ -1,6 +1,8 @@
 """Widget values -> simswap_core FaceSelection (shared by the identity and swap nodes)."""
 from __future__ import annotations
 
+from typing import Any
+
 ORDERS = ["left-right", "top-bottom", "size", "score"]
 SELECT_MODES = ["all", "largest", "best", "index", "reference"]
 
@@ -21,7 +23,7 @@ def parse_indices(text: str, name: str = "face_index") -> tuple[int, ...]:
 
 
 def validate_face_index(face_index) -> bool | str:
-    """VALIDATE_INPUTS helper: True, or the error ComfyUI shows before anything runs (None = a linked input)."""
+    """validate_inputs helper: True, or the error ComfyUI shows before anything runs (None = a linked input)."""
     if face_index is None:
         return True
     try:
@@ -39,7 +41,7 @@ def make_selection(how: str, indices: str = "0", order: str = "left-right", thre
         raise InputError(f"faces: expected one of {SELECT_MODES}, got {how!r}")
     if order not in ORDERS:
         raise InputError(f"order: expected one of {ORDERS}, got {order!r}")
-    kwargs = {"how": how, "order": order}
+    kwargs: dict[str, Any] = {"how": how, "order": order}
     if how == "index":
         kwargs["indices"] = parse_indices(indices)
     if how == "reference" and threshold is not None:
@@ -52,27 +54,25 @@ MASK_KINDS = ["box", "ellipse", "parsing"]
 OFFICIAL_REGIONS_TEXT = "skin,brows,eyes,glasses,nose,lips,mouth"
 
 
-def mask_inputs(default_kind: str = "box") -> dict:
+def mask_inputs(default_kind: str = "box") -> list:
     """The widgets that describe a crop-space face mask (shared by SimSwap Swap and Face Mask)."""
-    return {
-        "mask": (MASK_KINDS, {
-            "default": default_kind,
-            "tooltip": "Region of each aligned face that is replaced: box = the whole aligned crop (official "
-                       "default), ellipse = a face ellipse from the 5 landmarks, parsing = BiSeNet regions of the "
-                       "target face (needs a face parser; official --use_mask)."}),
-        "mask_regions": ("STRING", {
-            "default": OFFICIAL_REGIONS_TEXT,
-            "tooltip": "For mask = parsing: comma-separated regions among skin, brows, eyes, glasses, nose, lips, "
-                       "mouth, ears, earrings, neck, hair, hat (default = official set)."}),
-        "mask_grow": ("FLOAT", {
-            "default": 0.0, "min": -0.5, "max": 0.5, "step": 0.005,
-            "tooltip": "Grow (> 0) or shrink (< 0) the mask, as a fraction of the aligned crop size (so it scales "
-                       "with the face)."}),
-        "mask_feather": ("FLOAT", {
-            "default": -1.0, "min": -1.0, "max": 1.0, "step": 0.005,
-            "tooltip": "Width of the soft edge as a fraction of the crop size; -1 = the kind's default "
-                       "(box 0, ellipse 0.06, parsing 0.03)."}),
-    }
+    from comfy_api.latest import io
+
+    return [
+        io.Combo.Input("mask", options=MASK_KINDS, default=default_kind,
+                       tooltip="Region of each aligned face that is replaced: box = the whole aligned crop (official "
+                               "default), ellipse = a face ellipse from the 5 landmarks, parsing = BiSeNet regions of "
+                               "the target face (needs a face parser; official --use_mask)."),
+        io.String.Input("mask_regions", default=OFFICIAL_REGIONS_TEXT,
+                        tooltip="For mask = parsing: comma-separated regions among skin, brows, eyes, glasses, nose, "
+                                "lips, mouth, ears, earrings, neck, hair, hat (default = official set)."),
+        io.Float.Input("mask_grow", default=0.0, min=-0.5, max=0.5, step=0.005,
+                       tooltip="Grow (> 0) or shrink (< 0) the mask, as a fraction of the aligned crop size (so it "
+                               "scales with the face)."),
+        io.Float.Input("mask_feather", default=-1.0, min=-1.0, max=1.0, step=0.005,
+                       tooltip="Width of the soft edge as a fraction of the crop size; -1 = the kind's default "
+                               "(box 0, ellipse 0.06, parsing 0.03)."),
+    ]
 
 
 def make_mask_spec(mask: str, mask_regions: str, mask_grow: float, mask_feather: float):

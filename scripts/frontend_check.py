@@ -72,7 +72,7 @@ def is_api(d) -> bool:
 def load_json(p: Path):
     try:
         return json.loads(p.read_text())
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return e
 
 
@@ -489,7 +489,7 @@ def main(argv=None) -> int:
             fails.append(f"templates menu screenshot: {str(t.get('error'))[:600]}")
 
     # ------------------------------------------------------------------ summary
-    rel = lambda p: str(Path(p).relative_to(REPO)) if Path(p).is_relative_to(REPO) else str(p)  # noqa: E731
+    rel = lambda p: str(Path(p).relative_to(REPO)) if Path(p).is_relative_to(REPO) else str(p)
     print(f"frontend check: ComfyUI at {srv.url}, {len(pack_nodes)} {PACK} node types, "
           f"{len(per_wf)} UI workflow(s)")
     for name, r in per_wf.items():

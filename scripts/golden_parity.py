@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 import simswap_core as ss
-from simswap_core.seeded import write_seeded_checkpoints
+from simswap_core.models.seeded import write_seeded_checkpoints
 
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "golden_public.npz"
 

@@ -84,12 +84,12 @@ def extra_widget_values(name: str, typ, opts: dict) -> list:
 
 # ------------------------------------------------------------------------------------------ the builder
 class Node:
-    def __init__(self, wf: "Workflow", node_id: int, type_: str, widgets: dict, links: dict, col: float,
+    def __init__(self, wf: Workflow, node_id: int, type_: str, widgets: dict, links: dict, col: float,
                  row: float, title: str | None, text: str | None, size: tuple[int, int] | None):
         self.wf, self.id, self.type, self.widgets, self.links = wf, node_id, type_, widgets, links
         self.col, self.row, self.title, self.text, self.size = col, row, title, text, size
 
-    def __getitem__(self, slot: int) -> tuple["Node", int]:
+    def __getitem__(self, slot: int) -> tuple[Node, int]:
         return (self, slot)
 
 
@@ -135,7 +135,7 @@ class Workflow:
                 values[name] = opts["default"]
             else:
                 raise KeyError(f"{self.name}: {node.type}.{name} has no default; give a value")
-        for name, (src, slot) in node.links.items():
+        for name in node.links:
             if name not in specs or is_widget(*specs[name]):
                 raise KeyError(f"{self.name}: {node.type} has no socket input {name!r}")
         return values
@@ -279,7 +279,8 @@ def pick_faces_with_preview() -> Workflow:
     wf = Workflow("02_pick_faces_with_preview", "SimSwap: pick faces with the preview")
     wf.note("Swap only some faces of a group photo.\n\n1. Queue once: 'SimSwap Detect Faces' shows every face "
             "with its number (numbered left to right here).\n2. Type the numbers you want into face_index of "
-            "'SimSwap Swap' (e.g. 0,2) with faces = index and the SAME order, and queue again.\n\nThe other "
+            "'SimSwap Swap' (e.g. 0,2) with faces = index and the SAME order, and queue again. Swap takes the "
+            "faces Detect Faces found (detected_faces), so nothing is detected twice.\n\nThe other "
             "modes: all, largest, best (detection score) and reference (the face matching a reference "
             "identity).\n\n" + SEEDED_NOTE, col=0, row=-2.2, size=(740, 280))
     gen, arc, det = _loaders(wf, row=0)
@@ -292,7 +293,8 @@ def pick_faces_with_preview() -> Workflow:
                    combine="mean", if_no_face="error")
     swap = wf.add("SimSwapSwap", col=2, row=0, images=tgt[0], identity=ident[0], generator=gen[0],
                   arcface=arc[0], detector=det[0], faces="index", face_index="0,2", order="left-right",
-                  mask="ellipse", paste_mode="default", if_no_face="keep", batch_size=8)
+                  mask="ellipse", paste_mode="default", if_no_face="keep", batch_size=8,
+                  detected_faces=faces[0])
     wf.add("SaveImage", col=3, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/picked")
     m = wf.add("MaskToImage", col=4, row=0, mask=swap[1])
     wf.add("PreviewImage", col=4, row=1, size=(420, 360), title="Preview swap mask", images=m[0])

@@ -51,7 +51,7 @@ def _prepare_torchvision() -> None:
 
 
 class _TorchvisionFinder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path=None, target=None):  # noqa: D102
+    def find_spec(self, fullname, path=None, target=None):
         if fullname == "torchvision":
             try:
                 sys.meta_path.remove(self)

@@ -30,10 +30,11 @@ __version__ = "0.1.0"
 # public name -> submodule that defines it
 _LAZY: dict[str, str] = {
     # engine
-    "load_generator": "checkpoints",
-    "load_arcface": "checkpoints",
-    "convert_checkpoint": "checkpoints",
-    "inspect_checkpoint": "checkpoints",
+    "load_generator": "models.loaders",
+    "load_arcface": "models.loaders",
+    "convert_checkpoint": "models.loaders",
+    "inspect_checkpoint": "models.loaders",
+    "load_model": "models.loaders",
     "identity_latent": "identity",
     "identity_embedding": "identity",
     "Identity": "identity",
@@ -44,8 +45,8 @@ _LAZY: dict[str, str] = {
     "GeneratorConfig": "networks.generator",
     "IResNet": "networks.arcface",
     "ArcFaceConfig": "networks.arcface",
-    "write_seeded_checkpoints": "seeded",
-    "seeded_state_dict": "seeded",
+    "write_seeded_checkpoints": "models.seeded",
+    "seeded_state_dict": "models.seeded",
     # other modules of the package (contract names)
     "DetectedFaces": "faces",
     "AlignedFaces": "align",
@@ -54,12 +55,12 @@ _LAZY: dict[str, str] = {
     "warp_faces": "align",
     "invert_affine": "align",
     "paste_faces": "paste",
-    "load_parser": "parsing",
+    "load_parser": "models.loaders",
     "load_detector": "detection",
     "FaceSelection": "detection.select",
     "select_faces": "detection.select",
     "order_faces": "detection.select",
-    "find_model": "model_files",
+    "find_model": "models.find",
     "FaceSwapper": "swap",
     "SwapResult": "swap",
 }
@@ -84,9 +85,22 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .checkpoints import convert_checkpoint, inspect_checkpoint, load_arcface, load_generator
-    from .identity import (Identity, combine_identities, identity_embedding, identity_latent, load_identity,
-                           save_identity)
+    from .identity import (
+        Identity,
+        combine_identities,
+        identity_embedding,
+        identity_latent,
+        load_identity,
+        save_identity,
+    )
+    from .models.loaders import (
+        convert_checkpoint,
+        inspect_checkpoint,
+        load_arcface,
+        load_generator,
+        load_model,
+        load_parser,
+    )
+    from .models.seeded import seeded_state_dict, write_seeded_checkpoints
     from .networks.arcface import ArcFaceConfig, IResNet
     from .networks.generator import GeneratorConfig, SimSwapGenerator
-    from .seeded import seeded_state_dict, write_seeded_checkpoints

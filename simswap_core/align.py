@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .checks import check_images
 from .errors import InputError
 from .faces import DetectedFaces
 
@@ -54,7 +55,7 @@ class AlignedFaces:
     def __len__(self) -> int:
         return int(self.crops.shape[0])
 
-    def select(self, keep: torch.Tensor) -> "AlignedFaces":
+    def select(self, keep: torch.Tensor) -> AlignedFaces:
         """Faces kept by a bool mask [F] or int64 indices."""
         if keep.dtype == torch.bool:
             keep = keep.nonzero().flatten()
@@ -62,8 +63,38 @@ class AlignedFaces:
         return AlignedFaces(self.crops[keep], self.matrices[keep], self.frame_index[keep], list(self.frame_sizes),
                             self.crop_size, self.mode, None if self.points is None else self.points[keep])
 
+    def to(self, device: torch.device | str) -> AlignedFaces:
+        return AlignedFaces(self.crops.to(device), self.matrices.to(device), self.frame_index.to(device),
+                            list(self.frame_sizes), self.crop_size, self.mode,
+                            None if self.points is None else self.points.to(device))
 
-    def frames(self, start: int, stop: int) -> tuple["AlignedFaces", torch.Tensor]:
+    @staticmethod
+    def empty(frame_sizes: list[tuple[int, int]], crop_size: int, mode: str | None = None,
+              device: torch.device | str | None = None) -> AlignedFaces:
+        """No faces, for frames of ``frame_sizes``."""
+        s = int(crop_size)
+        return AlignedFaces(crops=torch.zeros(0, 3, s, s, device=device), matrices=torch.zeros(0, 2, 3, device=device),
+                            frame_index=torch.zeros(0, dtype=torch.int64, device=device),
+                            frame_sizes=list(frame_sizes), crop_size=s, mode=mode or default_mode(s),
+                            points=torch.zeros(0, 5, 2, device=device))
+
+    @staticmethod
+    def concat(items: list[AlignedFaces]) -> AlignedFaces:
+        """Aligned faces of consecutive frame batches joined into one (frame indices offset by earlier batches)."""
+        if not items:
+            raise ValueError("AlignedFaces.concat: expected at least one item")
+        offset, idx = 0, []
+        for it in items:
+            idx.append(it.frame_index + offset)
+            offset += len(it.frame_sizes)
+        pts = [i.points for i in items]
+        points = torch.cat([p for p in pts if p is not None]) if all(p is not None for p in pts) else None
+        first = items[0]
+        return AlignedFaces(crops=torch.cat([i.crops for i in items]), matrices=torch.cat([i.matrices for i in items]),
+                            frame_index=torch.cat(idx), frame_sizes=[s for i in items for s in i.frame_sizes],
+                            crop_size=first.crop_size, mode=first.mode, points=points)
+
+    def frames(self, start: int, stop: int) -> tuple[AlignedFaces, torch.Tensor]:
         """The faces of frames ``start..stop-1``, with frame indices and sizes of that range, and the indices
         [K] of those faces in this object (to pick their crops or masks)."""
         keep = ((self.frame_index >= start) & (self.frame_index < stop)).nonzero().flatten()
@@ -230,8 +261,7 @@ def align_faces(frames: torch.Tensor, faces: DetectedFaces, crop_size: int, mode
 
     frames: [N,3,H,W] RGB [0,1]; mode None -> "none" for 224 (and any size but 512), "ffhq" for 512.
     """
-    if frames.ndim != 4 or frames.shape[1] != 3:
-        raise InputError(f"align_faces: frames must be [N,3,H,W] RGB, got {tuple(frames.shape)}")
+    check_images(frames, "align_faces frames", allow_empty=True)
     n, _, h, w = frames.shape
     if len(faces.frame_sizes) != n:
         raise InputError(f"align_faces: faces describe {len(faces.frame_sizes)} frames but {n} frames were given")

@@ -1,6 +1,7 @@
 """Detected faces of a batch of frames, flattened over frames so every face operation is one batched op."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,8 @@ class DetectedFaces:
     scores:      [F] float32 detector confidence in [0,1].
     frame_index: [F] int64, the frame each face belongs to, sorted ascending.
     frame_sizes: (H, W) of each of the N frames.
+    track_id:    [F] int64 track number of each face across frames (``tracking.LandmarkSmoother``; -1 = not
+                 tracked), or None when the faces were not tracked.
     """
 
     boxes: torch.Tensor
@@ -23,6 +26,7 @@ class DetectedFaces:
     scores: torch.Tensor
     frame_index: torch.Tensor
     frame_sizes: list[tuple[int, int]]
+    track_id: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         f = self.boxes.shape[0]
@@ -32,6 +36,8 @@ class DetectedFaces:
                 "DetectedFaces: expected boxes [F,4], points [F,5,2], scores [F], frame_index [F]; got "
                 f"{tuple(self.boxes.shape)}, {tuple(self.points.shape)}, {tuple(self.scores.shape)}, "
                 f"{tuple(self.frame_index.shape)}")
+        if self.track_id is not None and self.track_id.shape != (f,):
+            raise ValueError(f"DetectedFaces: expected track_id [F={f}], got {tuple(self.track_id.shape)}")
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -44,24 +50,34 @@ class DetectedFaces:
     def device(self) -> torch.device:
         return self.boxes.device
 
-    def select(self, keep: torch.Tensor) -> "DetectedFaces":
+    def select(self, keep: torch.Tensor) -> DetectedFaces:
         """Faces kept by a bool mask [F] or int64 indices (kept in ascending frame order)."""
         if keep.dtype == torch.bool:
             keep = keep.nonzero().flatten()
         keep = keep.to(self.boxes.device)
         keep = keep[torch.argsort(self.frame_index[keep], stable=True)]
         return DetectedFaces(self.boxes[keep], self.points[keep], self.scores[keep], self.frame_index[keep],
-                             list(self.frame_sizes))
+                             list(self.frame_sizes), None if self.track_id is None else self.track_id[keep])
 
-    def to(self, device: torch.device | str) -> "DetectedFaces":
+    def to(self, device: torch.device | str) -> DetectedFaces:
         return DetectedFaces(self.boxes.to(device), self.points.to(device), self.scores.to(device),
-                             self.frame_index.to(device), list(self.frame_sizes))
+                             self.frame_index.to(device), list(self.frame_sizes),
+                             None if self.track_id is None else self.track_id.to(device))
 
-    def for_frame(self, i: int) -> "DetectedFaces":
+    def replace(self, **fields: object) -> DetectedFaces:
+        """A copy with some fields replaced (e.g. ``points=`` smoothed landmarks, ``track_id=``)."""
+        return dataclasses.replace(self, **fields)
+
+    def frames(self, start: int, stop: int) -> DetectedFaces:
+        """The faces of frames ``start..stop-1`` as a DetectedFaces of those frames (frame indices from 0)."""
+        if not 0 <= start <= stop <= self.num_frames:
+            raise ValueError(f"DetectedFaces.frames: range {start}..{stop} outside the {self.num_frames} frames")
+        sel = self.select((self.frame_index >= start) & (self.frame_index < stop))
+        return sel.replace(frame_index=sel.frame_index - start, frame_sizes=list(self.frame_sizes[start:stop]))
+
+    def for_frame(self, i: int) -> DetectedFaces:
         """The faces of frame i, as a one-frame DetectedFaces (frame_index all 0)."""
-        sel = self.select(self.frame_index == i)
-        return DetectedFaces(sel.boxes, sel.points, sel.scores, torch.zeros_like(sel.frame_index),
-                             [self.frame_sizes[i]])
+        return self.frames(i, i + 1)
 
     def counts(self) -> list[int]:
         """Number of faces in each frame."""
@@ -83,13 +99,13 @@ class DetectedFaces:
         return out
 
     @staticmethod
-    def empty(frame_sizes: list[tuple[int, int]], device: torch.device | str | None = None) -> "DetectedFaces":
+    def empty(frame_sizes: list[tuple[int, int]], device: torch.device | str | None = None) -> DetectedFaces:
         z = torch.zeros
         return DetectedFaces(z(0, 4, device=device), z(0, 5, 2, device=device), z(0, device=device),
                              z(0, dtype=torch.int64, device=device), list(frame_sizes))
 
     @staticmethod
-    def concat(items: list["DetectedFaces"]) -> "DetectedFaces":
+    def concat(items: list[DetectedFaces]) -> DetectedFaces:
         """Frames of each item appended in order (frame indices are offset)."""
         if not items:
             raise ValueError("DetectedFaces.concat: expected at least one item")
@@ -97,6 +113,8 @@ class DetectedFaces:
         for it in items:
             idx.append(it.frame_index + offset)
             offset += it.num_frames
+        tracks = [i.track_id for i in items]
+        track_id = torch.cat(tracks) if all(t is not None for t in tracks) else None
         return DetectedFaces(torch.cat([i.boxes for i in items]), torch.cat([i.points for i in items]),
                              torch.cat([i.scores for i in items]), torch.cat(idx),
-                             [s for i in items for s in i.frame_sizes])
+                             [s for i in items for s in i.frame_sizes], track_id)

@@ -6,21 +6,32 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import CheckpointError, InputError, MissingModelError
+from .checks import check_images
+from .errors import CheckpointError, InputError, MissingModelError, NoFaceError
 from .networks.generator import IMAGENET_MEAN, IMAGENET_STD
+from .progress import StageTimer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .detection.base import FaceDetector
+    from .detection.select import FaceSelection
 
 __all__ = [
     "COMBINE_METHODS",
     "Identity",
     "arcface_input",
     "combine_identities",
+    "extract_identity",
+    "raw_embeddings",
+    "reference_distance",
     "identity_embedding",
     "identity_latent",
     "load_identity",
@@ -45,7 +56,7 @@ class Identity:
     num_sources: int = 1
     meta: dict[str, str] = field(default_factory=dict)
 
-    def to(self, device: str | torch.device) -> "Identity":
+    def to(self, device: str | torch.device) -> Identity:
         return Identity(self.latent.to(device), self.embedding.to(device), self.num_sources, dict(self.meta))
 
 
@@ -56,15 +67,7 @@ def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 def _check_crops(crops: Tensor) -> None:
     """Raise :class:`InputError` unless ``crops`` is a non-empty float ``[N,3,S,S]`` tensor."""
-    if not isinstance(crops, Tensor) or crops.dim() != 4 or crops.shape[1] != 3:
-        raise InputError(
-            "identity crops must be aligned RGB face crops [N,3,S,S] in [0,1], got "
-            f"{tuple(crops.shape) if isinstance(crops, Tensor) else type(crops).__name__}"
-        )
-    if not crops.is_floating_point():
-        raise InputError(f"identity crops must be float RGB in [0,1], got dtype {crops.dtype} (divide uint8 by 255)")
-    if crops.shape[0] == 0:
-        raise InputError("identity crops are empty (N=0); expected at least one aligned face crop")
+    check_images(crops, "identity crops (aligned RGB face crops)", layout="[N,3,S,S]")
 
 
 def arcface_input(crops: Tensor) -> Tensor:
@@ -91,6 +94,21 @@ def identity_embedding(arcface: nn.Module, crops: Tensor) -> Tensor:
 def identity_latent(arcface: nn.Module, crops: Tensor) -> Tensor:
     """Unit-norm identity latents ``[N,512]`` for the generator (official preprocessing, spec section 2.4)."""
     return F.normalize(identity_embedding(arcface, crops), p=2, dim=1)
+
+
+def raw_embeddings(arcface: nn.Module, crops: Tensor) -> Tensor:
+    """[F,3,S,S] RGB [0,1] aligned crops -> [F,512] raw ArcFace embeddings (official preprocessing; F may be 0)."""
+    if crops.shape[0] == 0:
+        return crops.new_zeros(0, 512)
+    return identity_embedding(arcface, crops)
+
+
+def reference_distance(arcface: nn.Module, crops: Tensor, reference: Identity) -> Tensor:
+    """[F] official "specific person" score: MSE (mean over 512) between raw embeddings of the crops and the
+    reference's raw embedding. Lower = more similar; the official threshold is 0.03."""
+    emb = raw_embeddings(arcface, crops)
+    ref = reference.embedding.to(emb.device, emb.dtype).reshape(1, -1)
+    return ((emb - ref) ** 2).mean(1)
 
 
 def combine_identities(latents: Tensor, embeddings: Tensor, *, method: str = "mean",
@@ -144,7 +162,7 @@ def save_identity(identity: Identity, path: str | os.PathLike, *, overwrite: boo
     existing file unless ``overwrite=True``."""
     from safetensors.torch import save_file
 
-    from .checkpoints import atomic_write
+    from .io.atomic import atomic_write
 
     _check_identity(identity)
     path = Path(path)
@@ -183,3 +201,60 @@ def load_identity(path: str | os.PathLike) -> Identity:
     except InputError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     return identity
+
+
+@torch.inference_mode()
+def extract_identity(arcface: nn.Module, detector: FaceDetector, images: Tensor | Sequence[Tensor], *,
+                     crop_size: int = 224, align_mode: str | None = None, select: str | FaceSelection = "largest",
+                     combine: str = "mean", if_no_face: str = "error", device: torch.device | str | None = None,
+                     timer: StageTimer | None = None) -> Identity:
+    """Identity of the face(s) in one or more source images: detect, pick a face per image, align at
+    ``crop_size`` (224 pose templates / 512 FFHQ, or ``align_mode``), ArcFace, combine.
+
+    images: [N,3,H,W] RGB [0,1], or a list of [1,3,H,W]/[3,H,W] of different sizes. select: which face of
+    each image ("largest", "best", "index:N", "all" = every face counts). combine: "mean", "median" or
+    "weighted" (weights = detection scores). if_no_face: "error" raises NoFaceError naming the images
+    without a face; "skip" ignores them (an error is still raised if no image has a face). device: where the
+    work runs (default: the encoder's).
+    """
+    from .align import align_faces
+    from .detection.base import detector_label
+    from .detection.select import FaceSelection, select_faces
+
+    if if_no_face not in ("error", "skip"):
+        raise InputError(f"if_no_face: expected 'error' or 'skip', got {if_no_face!r}")
+    if combine not in COMBINE_METHODS:
+        raise InputError(f"combine: expected 'mean', 'median' or 'weighted', got {combine!r}")
+    selection = FaceSelection.parse(select)
+    if selection.how == "reference":
+        raise InputError("extract_identity: select='reference' needs a reference identity; use 'largest', "
+                         "'best', 'index:N' or 'all' for source images")
+    device = torch.device(device) if device is not None else _model_device_dtype(arcface)[0]
+    timer = timer or StageTimer()
+    groups = [images] if isinstance(images, Tensor) else list(images)
+    crops, scores, found, total = [], [], [], 0
+    for g in groups:
+        g = check_images(g, "extract_identity images", allow_single=True).to(device, torch.float32)
+        with timer.stage("detect"):
+            faces = detector.detect(g).to(device)
+        chosen = faces.select(select_faces(faces, selection))
+        if len(chosen):
+            with timer.stage("align"):
+                crops.append(align_faces(g, chosen, crop_size, align_mode).crops)
+            scores.append(chosen.scores)
+        with_face = set(chosen.frame_index.tolist())
+        found += [total + i for i in range(g.shape[0]) if i in with_face]
+        total += g.shape[0]
+    missing = [i for i in range(total) if i not in set(found)]
+    if not crops:
+        raise NoFaceError(f"extract_identity: no face found in any of the {total} source image(s) (detector "
+                          f"{detector_label(detector)}, selection '{selection}'); use a clearer, larger, frontal "
+                          "photo or lower the detection threshold")
+    if missing and if_no_face == "error":
+        raise NoFaceError(f"extract_identity: no face found in source image(s) {missing} of {total}; remove "
+                          "them or pass if_no_face='skip'")
+    with timer.stage("identity"):
+        emb = raw_embeddings(arcface, torch.cat(crops))
+        latents = F.normalize(emb, p=2, dim=1, eps=1e-12)
+        weights = torch.cat(scores) if combine == "weighted" else None
+        return combine_identities(latents, emb, method=combine, weights=weights)

@@ -29,14 +29,13 @@ import math
 
 import kornia
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from .align import AlignedFaces, invert_affine, sample_grid
+from .checks import check_images
 from .color import match_color
 from .errors import InputError
-from .masks import crop_border_mask, official_parsing_mask
-from .parsing import parse_faces
+from .masks.edges import crop_border_mask
 
 PASTE_MODES = ("default", "official")
 OFFICIAL_ERODE = 40          # cv2.erode(np.ones((40,40))), anchor at (20,20)
@@ -109,19 +108,12 @@ def _render(content: torch.Tensor, aligned: AlignedFaces, rois, groups, fidx: li
     return out
 
 
-def _official_content(faces: torch.Tensor, aligned: AlignedFaces, crop_masks, parser, labels):
-    """In-crop composition of the official code: with parsing, swapped*m + target*(1-m) (m = SoftErosion of the
-    parsing mask, all ones where the parsed face is too small); else the swapped crop (or the given crop mask)."""
-    m = None
-    if parser is not None or labels is not None:
-        if labels is None:
-            labels = parse_faces(parser, aligned.crops)
-        m, _ = official_parsing_mask(labels.to(faces.device), aligned.crop_size)
-    elif crop_masks is not None:
-        m = crop_masks
-    if m is None:
+def _official_content(faces: torch.Tensor, aligned: AlignedFaces, crop_masks: torch.Tensor | None) -> torch.Tensor:
+    """In-crop composition of the official code: swapped*m + target*(1-m) with the crop masks m (with parsing:
+    ``masks.official_parsing_crop_masks``, SoftErosion of the parsing mask); without masks the swapped crop."""
+    if crop_masks is None:
         return faces
-    return faces * m + aligned.crops.to(faces.device) * (1 - m)
+    return faces * crop_masks + aligned.crops.to(faces.device) * (1 - crop_masks)
 
 
 def _official_masks(white: torch.Tensor) -> torch.Tensor:
@@ -144,17 +136,15 @@ def _official_masks(white: torch.Tensor) -> torch.Tensor:
 
 def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces,
                 crop_masks: torch.Tensor | None = None, *, feather: float = 0.12, erode: float = 0.04,
-                color_match: bool = False, mode: str = "default", parser: nn.Module | None = None,
-                labels: torch.Tensor | None = None, detail: float = 1.0,
+                color_match: bool = False, mode: str = "default", detail: float = 1.0,
                 uint8_truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite swapped crops into their frames.
 
     frames: [N,3,H,W] RGB [0,1]; faces: [F,3,S,S] RGB [0,1] (generator outputs, same order as ``aligned``);
-    crop_masks: [F,1,S,S] in [0,1] or None (default mode: whole crop; official mode: the in-crop composition mask,
-    used only when no parser/labels are given). feather/erode: seam ramp at the crop border, fractions of S
+    crop_masks: [F,1,S,S] in [0,1] or None (default mode: the blend mask, None = whole crop; official mode: the
+    in-crop composition mask, e.g. ``masks.official_parsing_crop_masks`` for SimSwap's parsing paste). feather/erode: seam ramp at the crop border, fractions of S
     (default mode only; the official mode uses its absolute 40/41-pixel constants). color_match: Lab mean/std
-    transfer of each swapped face to its target crop inside its mask. parser/labels: official mode's parsing
-    branch (BiSeNet, or labels [F,512,512] already computed by ``parse_faces``). detail: default mode only, see the
+    transfer of each swapped face to its target crop inside its mask. detail: default mode only, see the
     module docstring. uint8_truncate: official mode only, floor to 1/255 steps inside the mask like the official
     ``astype(uint8)``.
 
@@ -163,8 +153,7 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
     mode = str(mode).lower()
     if mode not in PASTE_MODES:
         raise InputError(f"paste_faces: mode must be one of {PASTE_MODES}, got {mode!r}")
-    if frames.ndim != 4 or frames.shape[1] != 3 or not frames.is_floating_point():
-        raise InputError(f"paste_faces: frames must be float [N,3,H,W] RGB, got {tuple(frames.shape)} {frames.dtype}")
+    check_images(frames, "paste_faces frames", allow_empty=True)
     n, _, h, w = frames.shape
     s, nf = aligned.crop_size, len(aligned)
     if faces.shape != (nf, 3, s, s):
@@ -188,7 +177,7 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
                              f"got {(h, w)}")
         if color_match:
             faces = match_color(faces, crops, cm)
-        comp = _official_content(faces, aligned, cm, parser, labels)
+        comp = _official_content(faces, aligned, cm)
         content = torch.cat([comp, torch.ones_like(comp[:, :1])], 1)
         rois = _rois(aligned, OFFICIAL_BLUR // 2 + 4)
     else:
@@ -231,3 +220,12 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
     if mode == "official" and uint8_truncate:
         out = torch.where(union > 0, torch.floor(out * 255.0 + 1e-3) / 255.0, out)
     return out, union
+
+
+def frame_masks(aligned: AlignedFaces, crop_masks: torch.Tensor) -> torch.Tensor:
+    """Frame-space masks [N,1,H,W] in [0,1]: the union over each frame's faces of their crop masks [F,1,S,S]
+    warped into the frame (no seam ramp), as ``paste_faces`` would blend them."""
+    n = len(aligned.frame_sizes)
+    h, w = aligned.frame_sizes[0] if n else (0, 0)
+    blank = aligned.crops.new_zeros(n, 3, h, w)
+    return paste_faces(blank, aligned.crops, aligned, crop_masks, feather=0.0, erode=0.0)[1]

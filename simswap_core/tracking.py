@@ -48,7 +48,8 @@ class LandmarkSmoother:
     max_gap: frames a track survives without a detection (a missed frame does not restart the filter).
 
     ``smoother(faces)`` takes the faces of one or more consecutive frames (``DetectedFaces``, frames in order) and
-    returns them with smoothed points; ``track_ids`` of the last call give each face's track number.
+    returns them with smoothed points and ``track_id`` set (each face's track number; also ``track_ids`` of the
+    last call).
     """
 
     def __init__(self, strength: float = 0.5, *, beta: float = 20.0, d_cutoff: float = 0.1,
@@ -85,7 +86,7 @@ class LandmarkSmoother:
             raise InputError(f"LandmarkSmoother: expected DetectedFaces, got {type(faces).__name__}")
         if not self.enabled:
             self.track_ids = torch.full((len(faces),), -1, dtype=torch.int64, device=faces.device)
-            return faces
+            return faces.replace(track_id=self.track_ids)
         counts = torch.bincount(faces.frame_index, minlength=faces.num_frames).tolist()  # one host sync per call
         points = faces.points.float()
         out_points, out_ids = [], []
@@ -97,7 +98,7 @@ class LandmarkSmoother:
             start += count
         self.track_ids = torch.cat(out_ids) if out_ids else torch.zeros(0, dtype=torch.int64, device=faces.device)
         smoothed = torch.cat(out_points).to(faces.points.dtype) if out_points else faces.points
-        return DetectedFaces(faces.boxes, smoothed, faces.scores, faces.frame_index, list(faces.frame_sizes))
+        return faces.replace(points=smoothed, track_id=self.track_ids)
 
     # -- one frame ----------------------------------------------------------------------------------------------
     def _step(self, boxes: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -44,16 +44,38 @@ def comfyui_dir() -> Path:
     return Path(os.environ.get("SIMSWAP_COMFYUI_DIR") or REPO / ".cache" / "comfyui")
 
 
-def require_comfyui() -> Path:
-    """The ComfyUI tree, or fail (in CI) / skip (elsewhere) with the command that installs it."""
+def require_comfyui(module_level: bool = False) -> Path:
+    """The ComfyUI tree, or fail (in CI) / skip (elsewhere) with the command that installs it. ``module_level``:
+    called while a test module is imported (skips the whole module)."""
     d = comfyui_dir()
     if not (d / "main.py").is_file():
         msg = (f"no ComfyUI tree at {d} (set SIMSWAP_COMFYUI_DIR, or run "
                f"`bash scripts/install_comfyui.sh {d}`)")
         if in_ci():
             pytest.fail(msg + "; ComfyUI tests are never skipped in CI", pytrace=False)
-        pytest.skip(msg)
+        pytest.skip(msg, allow_module_level=module_level)
     return d
+
+
+def use_comfy_api() -> Path:
+    """Make ComfyUI's own packages (``comfy_api`` for the V3 node classes, ``comfy``, ``folder_paths``) importable
+    in this process, for tests that import the pack's ``nodes`` without a server. The tree is APPENDED to sys.path
+    so this repository's ``nodes`` package still wins over ComfyUI's ``nodes.py``. Call it at module level, before
+    ``import nodes``: a missing ComfyUI fails the module in CI and skips it elsewhere."""
+    d = require_comfyui(module_level=True)
+    if str(d) not in sys.path:
+        sys.path.append(str(d))
+    from comfy.cli_args import args  # ComfyUI's defaults (no argv parsing); as `main.py --cpu` on this machine
+
+    if not torch_has_accelerator():
+        args.cpu = True  # before anything imports comfy.model_management (it would probe CUDA)
+    return d
+
+
+def torch_has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def in_ci() -> bool:
@@ -82,6 +104,7 @@ def photo_paths() -> dict[str, Path]:
 def write_seeded_parser(path: Path, seed: int = 1234) -> Path:
     """A BiSeNet state dict with reproducible random weights (stand-in for 79999_iter.pth, which is not on PyPI)."""
     import torch
+
     from simswap_core.networks.bisenet import NUM_CLASSES, BiSeNet
 
     with torch.random.fork_rng():
@@ -116,7 +139,7 @@ class ComfyServer:
                   self.models_dir / "simswap" / "identities", self.models_dir / "insightface"):
             d.mkdir(parents=True, exist_ok=True)
         (self.custom_nodes_dir / PACK_NAME).symlink_to(REPO, target_is_directory=True)
-        from simswap_core.seeded import write_seeded_checkpoints
+        from simswap_core.models.seeded import write_seeded_checkpoints
 
         self.model_files = {k: Path(v) for k, v in write_seeded_checkpoints(self.models_dir / "simswap").items()}
         # the official ArcFace file name (what the workflows in workflows/ name); a state dict inside is fine
@@ -149,7 +172,8 @@ class ComfyServer:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with code {self.proc.returncode} during start-up:\n{self.log_tail()}")
+                raise RuntimeError(f"ComfyUI exited with code {self.proc.returncode} during start-up:\n"
+                                   f"{self.log_tail()}")
             try:
                 self.get("/system_stats", timeout=2)
                 break
@@ -239,7 +263,8 @@ class ComfyServer:
         got = entry["status"].get("status_str")
         if expect and got != expect:
             raise AssertionError(f"prompt ended with status {got!r}, expected {expect!r}:\n"
-                                 f"{json.dumps(entry['status'].get('messages'), indent=1)[:6000]}\n{self.log_tail(3000)}")
+                                 f"{json.dumps(entry['status'].get('messages'), indent=1)[:6000]}\n"
+                                 f"{self.log_tail(3000)}")
         return entry
 
     def interrupt(self) -> None:

@@ -1,17 +1,21 @@
 """Shared pytest fixtures.
 
 Everything reads reference data from tests/fixtures/ (never from outside the repo). Seeded weights are RANDOM
-(simswap_core.seeded), regenerated once per session into a temporary folder in the official file formats.
+(simswap_core.models.seeded), regenerated once per session into a temporary folder in the official file formats.
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+if str(BENCH) not in sys.path:   # bench/pipeline_reference.py: the per-face reference the tests compare with
+    sys.path.append(str(BENCH))
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +43,6 @@ def official_keys() -> dict[str, list]:
 def seeded_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Official-format seeded checkpoint files (seed 1234): {"g224": latest_net_G.pth, "g512": 550000_net_G.pth,
     "arcface": arcface_r101se.pth (state dict)}. Random weights, not a model. Do not modify the files."""
-    from simswap_core.seeded import write_seeded_checkpoints
+    from simswap_core.models.seeded import write_seeded_checkpoints
 
     return write_seeded_checkpoints(tmp_path_factory.mktemp("seeded_official"), seed=1234)

@@ -2,7 +2,7 @@
 
 Real photos are read from installed packages at test time (never committed): insightface's t1.jpg (1280x886,
 6 faces) and scikit-image's astronaut (512x512, 1 face). Weights are SEEDED RANDOM weights written once per
-session by `simswap_core.seeded` (not a face-swap model: the swapped faces are noise, which is all these tests
+session by `simswap_core.models.seeded` (not a face-swap model: the swapped faces are noise, which is all these tests
 need - they check geometry, counts, masks, formats and error handling).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def astronaut_small(size: int = 256) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def pl_weights(tmp_path_factory) -> dict[str, Path]:
-    from simswap_core.seeded import write_seeded_checkpoints
+    from simswap_core.models.seeded import write_seeded_checkpoints
 
     folder = tmp_path_factory.mktemp("seeded_pipeline")
     return write_seeded_checkpoints(folder, seed=1234, kinds=("g224", "arcface"))
@@ -52,8 +52,8 @@ def pl_weights(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def pl_models(pl_weights):
-    from simswap_core.checkpoints import load_arcface, load_generator
     from simswap_core.detection import load_detector
+    from simswap_core.models.loaders import load_arcface, load_generator
 
     torch.set_num_threads(2)
     return load_generator(pl_weights["g224"]), load_arcface(pl_weights["arcface"]), load_detector("yunet")
@@ -74,7 +74,7 @@ def astronaut() -> torch.Tensor:
 
 @pytest.fixture(scope="session")
 def t1() -> torch.Tensor:
-    from simswap_core.imageio import read_image
+    from simswap_core.io.images import read_image
 
     return read_image(t1_path()).image
 

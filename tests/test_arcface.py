@@ -9,8 +9,8 @@ import torch
 from simswap_core import identity_embedding, identity_latent, load_arcface
 from simswap_core.errors import InputError
 from simswap_core.identity import arcface_input
+from simswap_core.models.seeded import seeded_key_list, seeded_state_dict
 from simswap_core.networks.arcface import ArcFaceConfig, IResNet
-from simswap_core.seeded import seeded_key_list, seeded_state_dict
 
 torch.set_num_threads(2)
 

@@ -26,10 +26,10 @@ import pytest
 import torch
 
 from simswap_core import convert_checkpoint, inspect_checkpoint, load_arcface, load_generator
-from simswap_core.checkpoints import read_checkpoint
 from simswap_core.errors import CheckpointError, InputError, MissingModelError, UnsafeCheckpointError
-from simswap_core.safe_pickle import restricted_load
-from simswap_core.seeded import seeded_state_dict
+from simswap_core.models.checkpoints import read_checkpoint
+from simswap_core.models.pickle_containers import restricted_load
+from simswap_core.models.seeded import seeded_state_dict
 
 torch.set_num_threads(2)
 pytestmark = pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")
@@ -276,7 +276,7 @@ def test_2021_optimizer_and_margin_are_inert_records(official_arcface_files):
     assert obj["epoch"] == 41
     opt = obj["optimizer"]
     assert opt.pickle_global == "torch.optim.sgd.SGD"
-    assert type(opt).__module__ == "simswap_core.safe_pickle" and not hasattr(opt, "step")
+    assert type(opt).__module__ == "simswap_core.models.safe_pickle" and not hasattr(opt, "step")
     state = opt.pickle_state
     assert state["param_groups"][0]["momentum"] == 0.9 and state["param_groups"][1]["nesterov"] is True
     assert len(state["state"]) == 3 and all("momentum_buffer" in v for v in state["state"].values())
@@ -523,7 +523,7 @@ def test_evil_argument_to_an_allowed_global_runs_nothing(tmp_path):
 
 def test_build_on_allowed_globals_cannot_tamper_with_the_loader(tmp_path):
     """A BUILD opcode on an allowed function (e.g. setting its __defaults__) must not alter it for later loads."""
-    from simswap_core import safe_pickle
+    from simswap_core.models import safe_pickle
 
     before = (safe_pickle._rebuild_tensor.__defaults__, dict(safe_pickle._rebuild_tensor.__dict__))
     slot_state = b"N}" + _str("__defaults__") + _tuple(b"K\x01", b"K\x02") + b"s\x86"

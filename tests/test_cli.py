@@ -17,11 +17,19 @@ import pytest
 import torch
 from PIL import Image
 
+from pipeline_fixtures import (  # noqa: F401
+    astronaut,
+    astronaut_small,
+    astronaut_uint8,
+    pl_identity,
+    pl_models,
+    pl_models_dir,
+    pl_swapper,
+    pl_weights,
+    t1_path,
+)
 from simswap_core.cli import main
-from simswap_core.imageio import read_image
-
-from pipeline_fixtures import (astronaut, astronaut_small, astronaut_uint8, pl_identity, pl_models,  # noqa: F401
-                               pl_models_dir, pl_swapper, pl_weights, t1_path)
+from simswap_core.io.images import read_image
 
 
 @pytest.fixture
@@ -29,7 +37,7 @@ def loaded(pl_models, pl_weights, monkeypatch) -> list[tuple[str, Path]]:
     """Model loading memoised by resolved path (loading the seeded r101 ArcFace and G costs ~10 s per CLI call on
     this CPU; the loaders themselves are tested in test_generator/test_arcface). Path resolution, the detector,
     everything else runs for real. Returns the list of (kind, resolved path) the CLI asked to load."""
-    import simswap_core.checkpoints as ck
+    import simswap_core.models.loaders as ck
 
     g, a, _ = pl_models
     cache = {Path(pl_weights["g224"]).resolve(): g, Path(pl_weights["arcface"]).resolve(): a}
@@ -201,7 +209,7 @@ def test_missing_generator_message(photos, tmp_path, capsys, monkeypatch):
 # ------------------------------------------------------------------------------------ RGBA / gray / 16-bit
 
 def _write16(path: Path, rgb16: np.ndarray) -> None:
-    from simswap_core.imageio import write_image
+    from simswap_core.io.images import write_image
 
     t = torch.from_numpy(rgb16.astype(np.float32) / 65535).permute(2, 0, 1)[None]
     write_image(path, t, bit_depth=16)
@@ -266,7 +274,7 @@ def _make_video(path: Path, n: int = 6) -> None:
 
 
 def test_video_target_keeps_count_and_order(models_env, photos, tmp_path, capsys, ident):
-    from simswap_core.video import iter_video_frames, probe_video
+    from simswap_core.io.video import iter_video_frames, probe_video
 
     vid = tmp_path / "clip.mp4"
     _make_video(vid)

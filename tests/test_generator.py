@@ -9,8 +9,8 @@ import torch
 
 from simswap_core import load_generator
 from simswap_core.errors import InputError
+from simswap_core.models.seeded import seeded_key_list, seeded_state_dict
 from simswap_core.networks.generator import GeneratorConfig, SimSwapGenerator, instance_norm
-from simswap_core.seeded import seeded_key_list, seeded_state_dict
 
 torch.set_num_threads(2)
 

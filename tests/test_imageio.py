@@ -1,4 +1,4 @@
-"""simswap_core.imageio: formats, bit depths, alpha, EXIF orientation, atomic no-overwrite writes."""
+"""simswap_core.io.images: formats, bit depths, alpha, EXIF orientation, atomic no-overwrite writes."""
 from __future__ import annotations
 
 import os
@@ -8,10 +8,9 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from simswap_core.errors import InputError
-from simswap_core.imageio import list_images, natural_key, read_image, write_image, write_like
-
 from pipeline_fixtures import astronaut_small
+from simswap_core.errors import InputError
+from simswap_core.io.images import list_images, natural_key, read_image, write_image, write_like
 
 
 def _u8(t: torch.Tensor) -> np.ndarray:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import subprocess
@@ -12,15 +11,16 @@ import sys
 import threading
 import time
 import zipfile
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from simswap_core import download as dl
-from simswap_core import model_files as mf
-from simswap_core.model_files import ModelFile
+from simswap_core.models import catalogue as mc
+from simswap_core.models import download as dl
+from simswap_core.models import install as inst
+from simswap_core.models import installer_cli
+from simswap_core.models.catalogue import ModelFile
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = dict(timeout=5.0, retry_wait=0.0, progress=False)
@@ -131,9 +131,9 @@ def catalogue(monkeypatch):
     """Replace the catalogue with test entries: ``catalogue({name: entry}, recommended=(...))``."""
 
     def install(entries: dict[str, ModelFile], recommended=()):
-        monkeypatch.setattr(mf, "CATALOGUE", dict(entries))
-        monkeypatch.setattr(mf, "ALIASES", {})
-        monkeypatch.setattr(mf, "RECOMMENDED", tuple(recommended))
+        monkeypatch.setattr(mc, "CATALOGUE", dict(entries))
+        monkeypatch.setattr(mc, "ALIASES", {})
+        monkeypatch.setattr(mc, "RECOMMENDED", tuple(recommended))
 
     return install
 
@@ -321,11 +321,11 @@ def test_archive_member_extraction_and_lock_record(server, tmp_path):
     entry = _entry([server.url + "/pack.zip"], filename="det.onnx", subfolder="insightface/models/pack",
                    archive_member="det.onnx", archive_size=len(archive), sha256=_sha(member), size=len(member))
     models = tmp_path / "models"
-    res = dl.install_model(entry, models, log=lambda s: None, **FAST)
+    res = inst.install_model(entry, models, log=lambda s: None, **FAST)
     dest = models / "insightface" / "models" / "pack" / "det.onnx"
     assert res.status == "downloaded" and res.path == dest and dest.read_bytes() == member
     assert sorted(p.name for p in dest.parent.iterdir()) == ["det.onnx"]  # archive .part deleted
-    rec = dl.read_lock(models)["insightface/models/pack/det.onnx"]
+    rec = inst.read_lock(models)["insightface/models/pack/det.onnx"]
     assert rec["sha256"] == _sha(member) and rec["archive"]["sha256"] == _sha(archive)
     assert rec["archive"]["member"] == "det.onnx"
 
@@ -335,10 +335,10 @@ def test_archive_member_missing_or_wrong_is_refused(server, tmp_path):
     server.routes["/w.zip"] = {"data": archive}
     entry = _entry([server.url + "/w.zip"], filename="model.pth", archive_member="a/model.pth", sha256=_sha(b"x"))
     with pytest.raises(dl.ChecksumError, match="sha256"):
-        dl.install_model(entry, tmp_path, log=lambda s: None, **FAST)
+        inst.install_model(entry, tmp_path, log=lambda s: None, **FAST)
     entry2 = _entry([server.url + "/w.zip"], filename="gone.pth", archive_member="x/gone.pth")
     with pytest.raises(dl.ChecksumError, match="no member 'x/gone.pth'.*a/model.pth"):
-        dl.install_model(entry2, tmp_path, log=lambda s: None, **FAST)
+        inst.install_model(entry2, tmp_path, log=lambda s: None, **FAST)
     assert not any(p.is_file() for p in (tmp_path / "simswap").iterdir())
 
 
@@ -347,24 +347,24 @@ def test_mirror_of_the_extracted_file_is_used_directly(server, tmp_path):
     server.routes["/mirror/g.pth"] = {"data": member}
     entry = _entry([server.url + "/gone.zip", server.url + "/mirror/g.pth"], filename="g.pth",
                    archive_member="ck/people/g.pth")
-    res = dl.install_model(entry, tmp_path, log=lambda s: None, **FAST)
+    res = inst.install_model(entry, tmp_path, log=lambda s: None, **FAST)
     assert res.path.read_bytes() == member
-    assert dl.read_lock(tmp_path)["simswap/g.pth"]["url"].endswith("/mirror/g.pth")
+    assert inst.read_lock(tmp_path)["simswap/g.pth"]["url"].endswith("/mirror/g.pth")
 
 
 def test_first_download_is_recorded_and_later_downloads_verified(server, tmp_path):
     data = _payload(4000, 14)
     server.routes["/t.pth"] = {"data": data}
     entry = _entry([server.url + "/t.pth"], filename="t.pth")
-    res = dl.install_model(entry, tmp_path, log=lambda s: None, **FAST)
-    assert "recorded size 4,000 B and sha256" in res.message and str(dl.lock_path(tmp_path)) in res.message
-    rec = dl.read_lock(tmp_path)["simswap/t.pth"]
+    res = inst.install_model(entry, tmp_path, log=lambda s: None, **FAST)
+    assert "recorded size 4,000 B and sha256" in res.message and str(inst.lock_path(tmp_path)) in res.message
+    rec = inst.read_lock(tmp_path)["simswap/t.pth"]
     assert rec["sha256"] == _sha(data) and rec["checksum_source"] == "first download"
     # the file is gone and upstream now serves something else: refused against the record
     res.path.unlink()
     server.routes["/t.pth"] = {"data": _payload(4000, 15)}
     with pytest.raises(dl.ChecksumError, match="recorded at the first download"):
-        dl.install_model(entry, tmp_path, log=lambda s: None, **FAST)
+        inst.install_model(entry, tmp_path, log=lambda s: None, **FAST)
     assert not res.path.exists()
 
 
@@ -377,14 +377,14 @@ def test_existing_user_file_is_verified_never_replaced(server, tmp_path):
     dest.write_bytes(b"a different user file")
     os.utime(dest, (1_100_000_000, 1_100_000_000))
     with pytest.raises(dl.ChecksumError) as info:
-        dl.install_model(entry, tmp_path, log=lambda s: None, **FAST)
+        inst.install_model(entry, tmp_path, log=lambda s: None, **FAST)
     assert "NOT overwritten" in str(info.value) and str(dest) in str(info.value)
     assert dest.read_bytes() == b"a different user file" and dest.stat().st_mtime == 1_100_000_000
     assert server.requests == []
     dest.write_bytes(data)
-    assert dl.install_model(entry, tmp_path, log=lambda s: None, **FAST).status == "present"
+    assert inst.install_model(entry, tmp_path, log=lambda s: None, **FAST).status == "present"
     unverified = _entry([server.url + "/t.pth"], filename="t.pth")
-    res = dl.install_model(unverified, tmp_path, log=lambda s: None, **FAST)
+    res = inst.install_model(unverified, tmp_path, log=lambda s: None, **FAST)
     assert res.status == "present-unverified" and _sha(data) in res.message
     assert server.requests == []
 
@@ -394,7 +394,7 @@ def test_existing_user_file_is_verified_never_replaced(server, tmp_path):
 
 def _run_main(argv) -> tuple[int, str]:
     lines: list[str] = []
-    code = dl.main(argv, out=lines.append)
+    code = installer_cli.main(argv, out=lines.append)
     return code, "\n".join(lines)
 
 
@@ -405,7 +405,7 @@ def test_cli_list_real_catalogue(tmp_path):
     g.write_bytes(b"g")
     code, out = _run_main(["--list", "--models-dir", str(models)])
     assert code == 0
-    for name in mf.CATALOGUE:
+    for name in mc.CATALOGUE:
         assert name in out
     assert f"installed: {g}" in out and "MISSING" in out
     assert "NON-COMMERCIAL" in out and "CC BY-NC 4.0" in out and "256,461,775 B" in out
@@ -429,7 +429,7 @@ def test_cli_check_reports_each_state(server, tmp_path, catalogue):
     (models / "simswap" / "pub.pth").write_bytes(good)
     (models / "simswap" / "b.pth").write_bytes(bad)
     (models / "simswap" / "free.pth").write_bytes(bad)
-    dl.install_model(entries["rec"], models, log=lambda s: None, **FAST)
+    inst.install_model(entries["rec"], models, log=lambda s: None, **FAST)
     code, out = _run_main(["--check", "--models-dir", str(models)])
     assert code == 1  # one mismatch
     assert re.search(r"OK +pub:", out) and re.search(r"MISMATCH +badpub:", out)
@@ -453,7 +453,7 @@ def test_cli_downloads_with_licence_notice_first(server, tmp_path, catalogue):
 
 def test_cli_unknown_model_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
-        dl.main(["--model", "nonexistent", "--models-dir", str(tmp_path)], out=lambda s: None)
+        installer_cli.main(["--model", "nonexistent", "--models-dir", str(tmp_path)], out=lambda s: None)
     assert info.value.code == 2 and "unknown model 'nonexistent'" in capsys.readouterr().err
 
 

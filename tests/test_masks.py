@@ -9,13 +9,22 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline_fixtures import astronaut  # noqa: F401
 from simswap_core.align import AlignedFaces, align_faces, templates
 from simswap_core.errors import InputError
 from simswap_core.faces import DetectedFaces
-from simswap_core.masks import (MaskSpec, SoftErosion, box_masks, build_crop_masks, crop_border_mask,
-                                ellipse_masks, feather_mask, grow_mask, official_parsing_mask, soft_erosion)
-
-from pipeline_fixtures import astronaut  # noqa: F401
+from simswap_core.masks import (
+    MaskSpec,
+    SoftErosion,
+    box_masks,
+    build_crop_masks,
+    crop_border_mask,
+    ellipse_masks,
+    feather_mask,
+    grow_mask,
+    official_parsing_mask,
+    soft_erosion,
+)
 
 S = 224
 ASTRONAUT_POINTS = [[200.1, 101.8], [247.2, 102.6], [220.3, 124.7], [198.9, 143.2], [239.8, 143.9]]
@@ -97,7 +106,7 @@ def test_ellipse_from_landmarks(aligned):
     assert (grown >= m).all() and (shrunk <= m).all()
     assert (grown.sum() > 1.1 * m.sum()) and (shrunk.sum() < 0.9 * m.sum())
     # grow moves the edge by grow*S along the horizontal axis through the centre
-    row = lambda t: t[0, 0, int(aligned.points[0, :, 1].mean())]  # noqa: E731
+    row = lambda t: t[0, 0, int(aligned.points[0, :, 1].mean())]
     assert abs((row(grown).sum() - row(m).sum()) / 2 - 0.05 * S) <= 2.5
 
 

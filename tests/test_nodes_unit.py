@@ -1,50 +1,83 @@
-"""The node classes without a ComfyUI server: declarations (category, tooltips, SIMSWAP_ types), widget
-parsing, and a Swap -> Split -> Paste chain on a real photo with seeded weights (ComfyUI parts absent, so the
-models are plain modules)."""
+"""The node classes without a ComfyUI server: V3 declarations (category, tooltips, SIMSWAP_ types), widget
+parsing and validation, and Swap -> Split -> Paste chains on a real photo with seeded weights. The V3 classes
+need ComfyUI's ``comfy_api`` (comfy_harness.use_comfy_api puts the installed tree on sys.path); nodes are called
+as ComfyUI calls them, ``Node.execute(...)``."""
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import inspect
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-from nodes._common import FaceCrops, ManagedModel
-from nodes.selection import make_mask_spec, make_selection, parse_indices
+from comfy_harness import use_comfy_api
 
-CORE_TYPES = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN"}
+use_comfy_api()
+
+from comfy_api.latest import io  # noqa: E402
+
+from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, NODES  # noqa: E402
+from nodes._common import FaceCrops, ManagedModel  # noqa: E402
+from nodes.selection import make_mask_spec, make_selection, parse_indices  # noqa: E402
+
+CORE_TYPES = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
 @pytest.mark.parametrize("name", sorted(NODE_CLASS_MAPPINGS))
 def test_node_declaration(name):
     cls = NODE_CLASS_MAPPINGS[name]
-    assert name.startswith("SimSwap") and NODE_DISPLAY_NAME_MAPPINGS[name].startswith("SimSwap")
-    assert cls.CATEGORY.split("/")[0] == "SimSwap"
-    assert callable(getattr(cls(), cls.FUNCTION))
-    assert cls.DESCRIPTION
-    spec = cls.INPUT_TYPES()
-    assert set(spec) <= {"required", "optional", "hidden"}
-    for section in ("required", "optional"):
-        for inp, (typ, *rest) in spec.get(section, {}).items():
-            assert rest and rest[0].get("tooltip"), f"{name}.{inp}: no tooltip"
-            if isinstance(typ, str) and typ not in CORE_TYPES:
-                assert typ.startswith("SIMSWAP_"), f"{name}.{inp}: {typ}"
-            if isinstance(typ, list) and "default" in rest[0]:
-                assert rest[0]["default"] in typ, f"{name}.{inp}: default not among the choices"
-    n = len(cls.RETURN_TYPES)
-    assert len(cls.RETURN_NAMES) == n and len(cls.OUTPUT_TOOLTIPS) == n and all(cls.OUTPUT_TOOLTIPS)
-    for typ in cls.RETURN_TYPES:
-        assert typ in CORE_TYPES or typ.startswith("SIMSWAP_"), f"{name}: {typ}"
-    # every required input is a parameter of the function; optional ones have Python defaults
-    import inspect
+    assert issubclass(cls, io.ComfyNode)
+    schema = cls.GET_SCHEMA()  # what ComfyUI does on load (validates the schema too)
+    assert schema.node_id == name and name.startswith("SimSwap")
+    assert schema.display_name == NODE_DISPLAY_NAME_MAPPINGS[name] and schema.display_name.startswith("SimSwap")
+    assert schema.category.split("/")[0] == "SimSwap"
+    assert schema.description
+    for inp in schema.inputs:
+        assert inp.tooltip, f"{name}.{inp.id}: no tooltip"
+        typ = inp.get_io_type()
+        assert typ in CORE_TYPES or typ.startswith("SIMSWAP_"), f"{name}.{inp.id}: {typ}"
+        if isinstance(inp, io.Combo.Input) and inp.default is not None:
+            assert inp.default in inp.options, f"{name}.{inp.id}: default not among the choices"
+    for out in schema.outputs:
+        assert out.display_name and out.tooltip, f"{name}: output {out.io_type} without name or tooltip"
+        assert out.io_type in CORE_TYPES or out.io_type.startswith("SIMSWAP_"), f"{name}: {out.io_type}"
+    # execute takes every input by name; optional ones have Python defaults (old prompts lack them)
+    params = inspect.signature(cls.execute).parameters
+    for inp in schema.inputs:
+        assert inp.id in params, f"{name}.execute has no parameter {inp.id!r}"
+        if inp.optional:
+            assert params[inp.id].default is not inspect.Parameter.empty, f"{name}.{inp.id}"
+    # validate_inputs names only inputs of the node (each named input skips ComfyUI's own range check)
+    if "validate_inputs" in cls.__dict__:
+        for arg in inspect.signature(cls.validate_inputs).parameters:
+            assert arg in params, f"{name}.validate_inputs({arg})"
 
-    params = inspect.signature(getattr(cls, cls.FUNCTION)).parameters
-    for inp in spec.get("required", {}):
-        assert inp in params, f"{name}.{cls.FUNCTION} has no parameter {inp!r}"
-    for inp in spec.get("optional", {}):
-        assert inp in params and params[inp].default is not inspect.Parameter.empty, f"{name}.{inp}"
+
+def test_extension_registers_the_folders_and_lists_every_node():
+    import folder_paths
+
+    from nodes import comfy_entrypoint
+
+    ext = asyncio.run(comfy_entrypoint())
+    assert asyncio.run(ext.get_node_list()) == NODES and len(NODES) == len(NODE_CLASS_MAPPINGS) == 13
+    assert "simswap" in folder_paths.folder_names_and_paths and "insightface" in folder_paths.folder_names_and_paths
+    assert ".onnx" in folder_paths.folder_names_and_paths["insightface"][1]
+
+
+def test_combo_values_are_validated_before_running():
+    from nodes.loaders import SimSwapDetectorLoader
+    from nodes.swap import SimSwapSwap
+
+    ok = dict(faces="all", face_index="0", order="left-right", mask="box", paste_mode="default", if_no_face="keep")
+    assert SimSwapSwap.validate_inputs(**ok) is True
+    assert SimSwapSwap.validate_inputs(**{**ok, "faces": None}) is True  # a linked (converted) widget
+    err = SimSwapSwap.validate_inputs(**{**ok, "faces": "everyone"})
+    assert isinstance(err, str) and "faces" in err and "everyone" in err
+    assert "face_index" in SimSwapSwap.validate_inputs(**{**ok, "face_index": "first"})
+    assert "no_such.onnx" in SimSwapDetectorLoader.validate_inputs(detector="no_such.onnx")
 
 
 def test_widget_parsing_errors_are_clear():
@@ -68,7 +101,7 @@ def test_widget_parsing_errors_are_clear():
 def models(tmp_path_factory):
     from simswap_core import load_arcface, load_generator
     from simswap_core.detection import load_detector
-    from simswap_core.seeded import write_seeded_checkpoints
+    from simswap_core.models.seeded import write_seeded_checkpoints
 
     files = write_seeded_checkpoints(tmp_path_factory.mktemp("seeded_nodes"), kinds=("g224", "arcface"))
     gen = load_generator(files["g224"])
@@ -93,12 +126,12 @@ def test_swap_split_paste_chain(models, astronaut):
     from nodes.swap import SimSwapSwap
 
     gen, arc, det = models
-    (identity,) = SimSwapExtractIdentity().extract(astronaut, gen, arc, det, "largest", 0, "left-right", "mean",
-                                                   "error")
+    (identity,) = SimSwapExtractIdentity.execute(astronaut, arc, det, "largest", 0, "left-right", "mean", "error",
+                                                 generator=gen).args
     blank = torch.full_like(astronaut, 0.3)
     frames = torch.cat([blank, astronaut, blank])  # order must be kept
-    images, mask, crops = SimSwapSwap().swap(frames, identity, gen, arc, det, "all", "0", "left-right", "box",
-                                             "skin", 0.0, -1.0, "default", False, "keep", 2)
+    images, mask, crops = SimSwapSwap.execute(frames, identity, gen, arc, det, "all", "0", "left-right", "box",
+                                              "skin", 0.0, -1.0, "default", False, "keep", 2).args
     assert images.shape == frames.shape and mask.shape == frames.shape[:3]
     assert mask[0].max() == 0 and mask[2].max() == 0 and mask[1].max() > 0.9
     assert torch.equal(images[0], frames[0]) and torch.equal(images[2], frames[2])
@@ -107,13 +140,13 @@ def test_swap_split_paste_chain(models, astronaut):
     assert isinstance(crops, FaceCrops) and len(crops) == 1
     assert crops.aligned.frame_index.tolist() == [1]
 
-    split_crops, alignment, crop_masks, originals = SimSwapSplitFaceCrops().split(crops)
+    split_crops, alignment, crop_masks, originals = SimSwapSplitFaceCrops.execute(crops).args
     assert split_crops.shape == (1, 224, 224, 3) and originals.shape == (1, 224, 224, 3)
     assert crop_masks.shape == (1, 224, 224)
     # a "2x restorer": crops come back at twice the size and are resized to the alignment's crop size
     big = torch.nn.functional.interpolate(split_crops.movedim(-1, 1), scale_factor=2, mode="bilinear")
-    pasted, pmask = SimSwapPasteFaces().paste(frames, big.movedim(1, -1), alignment, "default", False, 0.12,
-                                              0.04, crop_masks=crop_masks)
+    pasted, pmask = SimSwapPasteFaces.execute(frames, big.movedim(1, -1), alignment, "default", False, 0.12,
+                                              0.04, crop_masks=crop_masks).args
     assert pasted.shape == frames.shape and pmask.shape == mask.shape
     assert pmask[0].max() == 0 and pmask[2].max() == 0 and pmask[1].max() > 0.5
     keep = pmask[1] == 0
@@ -122,43 +155,43 @@ def test_swap_split_paste_chain(models, astronaut):
 
 
 def test_paste_faces_rejects_mismatched_inputs(models, astronaut):
-    from simswap_core.errors import InputError
-    from nodes.faces import SimSwapAlignFaces, SimSwapPasteFaces, SimSwapSplitFaceCrops
     from nodes.detect import SimSwapDetectFaces
+    from nodes.faces import SimSwapAlignFaces, SimSwapPasteFaces, SimSwapSplitFaceCrops
+    from simswap_core.errors import InputError
 
     _gen, _arc, det = models
-    faces, preview, count, faces_json = SimSwapDetectFaces().detect(astronaut, det, "left-right")
+    faces, preview, count, faces_json = SimSwapDetectFaces.execute(astronaut, det, "left-right").args
     assert count == 1 and preview.shape == astronaut.shape and '"index": 0' in faces_json
-    (crops,) = SimSwapAlignFaces().align(astronaut, faces, "224", "auto", "all", "0", "left-right")
-    split, alignment, _, _ = SimSwapSplitFaceCrops().split(crops)
+    (crops,) = SimSwapAlignFaces.execute(astronaut, faces, "224", "auto", "all", "0", "left-right").args
+    split, alignment, _, _ = SimSwapSplitFaceCrops.execute(crops).args
     with pytest.raises(InputError, match="crops"):
-        SimSwapPasteFaces().paste(astronaut, torch.cat([split, split]), alignment, "default", False, 0.1, 0.0)
+        SimSwapPasteFaces.execute(astronaut, torch.cat([split, split]), alignment, "default", False, 0.1, 0.0)
     with pytest.raises(InputError, match="images"):
-        SimSwapPasteFaces().paste(torch.cat([astronaut, astronaut]), split, alignment, "default", False, 0.1, 0.0)
+        SimSwapPasteFaces.execute(torch.cat([astronaut, astronaut]), split, alignment, "default", False, 0.1, 0.0)
     with pytest.raises(InputError, match="faces"):
-        SimSwapAlignFaces().align(torch.cat([astronaut, astronaut]), faces, "224", "auto", "all", "0",
+        SimSwapAlignFaces.execute(torch.cat([astronaut, astronaut]), faces, "224", "auto", "all", "0",
                                   "left-right")
 
 
 def test_face_mask_from_detected_faces(models, astronaut):
-    from simswap_core.errors import InputError
     from nodes.detect import SimSwapDetectFaces
     from nodes.faces import SimSwapFaceMask
+    from simswap_core.errors import InputError
 
     _gen, _arc, det = models
     frames = torch.cat([astronaut, torch.zeros_like(astronaut)])
-    faces = SimSwapDetectFaces().detect(frames, det, "size")[0]
+    faces = SimSwapDetectFaces.execute(frames, det, "size")[0]
     for kind in ("box", "ellipse"):
-        mask, crop_masks = SimSwapFaceMask().build(kind, "skin", 0.0, -1.0, faces=faces, images=frames)
+        mask, crop_masks = SimSwapFaceMask.execute(kind, "skin", 0.0, -1.0, faces=faces, images=frames).args
         assert mask.shape == frames.shape[:3] and crop_masks.shape == (1, 224, 224)
         assert mask[0].max() > 0.9 and mask[1].max() == 0
-        grown = SimSwapFaceMask().build(kind, "skin", 0.05, 0.0, faces=faces, images=frames)[0]
-        shrunk = SimSwapFaceMask().build(kind, "skin", -0.05, 0.0, faces=faces, images=frames)[0]
+        grown = SimSwapFaceMask.execute(kind, "skin", 0.05, 0.0, faces=faces, images=frames)[0]
+        shrunk = SimSwapFaceMask.execute(kind, "skin", -0.05, 0.0, faces=faces, images=frames)[0]
         assert shrunk.sum() < mask.sum() <= grown.sum()  # a box is the whole crop: it cannot grow past it
         if kind == "ellipse":
             assert mask.sum() < grown.sum()
     with pytest.raises(InputError, match="face_crops"):
-        SimSwapFaceMask().build("box", "skin", 0.0, -1.0, faces=faces)
+        SimSwapFaceMask.execute("box", "skin", 0.0, -1.0, faces=faces)
 
 
 def test_detect_faces_keeps_frame_order_over_batches(models, astronaut):
@@ -167,7 +200,7 @@ def test_detect_faces_keeps_frame_order_over_batches(models, astronaut):
     _gen, _arc, det = models
     blank = torch.zeros_like(astronaut)
     frames = torch.cat([blank] * DETECT_BATCH + [astronaut, blank, astronaut])
-    faces, preview, count, faces_json = SimSwapDetectFaces().detect(frames, det, "left-right")
+    faces, preview, count, faces_json = SimSwapDetectFaces.execute(frames, det, "left-right").args
     assert count == 2 and faces.frame_index.tolist() == [DETECT_BATCH, DETECT_BATCH + 2]
     assert faces.num_frames == frames.shape[0] and preview.shape == frames.shape
     import json
@@ -188,19 +221,80 @@ def test_paste_faces_over_a_long_batch_in_chunks(models, astronaut):
     frames = torch.full((20, *astronaut.shape[1:]), 0.3)
     for i in with_face:
         frames[i] = astronaut[0].roll(2 * i, dims=1)
-    faces, _, count, _ = SimSwapDetectFaces().detect(frames, det, "left-right")
+    faces, _, count, _ = SimSwapDetectFaces.execute(frames, det, "left-right").args
     assert count == len(with_face)
-    (crops,) = SimSwapAlignFaces().align(frames, faces, "224", "auto", "all", "0", "left-right")
-    split, alignment, crop_masks, _ = SimSwapSplitFaceCrops().split(crops)
+    (crops,) = SimSwapAlignFaces.execute(frames, faces, "224", "auto", "all", "0", "left-right").args
+    split, alignment, crop_masks, _ = SimSwapSplitFaceCrops.execute(crops).args
     assert alignment.frame_index.tolist() == with_face
     changed = 1.0 - split  # a "restorer" that visibly changes every crop
-    pasted, pmask = SimSwapPasteFaces().paste(frames, changed, alignment, "default", False, 0.1, 0.0,
+    pasted, pmask = SimSwapPasteFaces.execute(frames, changed, alignment, "default", False, 0.1, 0.0,
                                               crop_masks=crop_masks)
     assert pasted.shape == frames.shape and pmask.shape == frames.shape[:3]
     for k, i in enumerate(with_face):
         one, _ = alignment.frames(i, i + 1)
-        alone, amask = SimSwapPasteFaces().paste(frames[i:i + 1], changed[k:k + 1], one, "default", False, 0.1,
+        alone, amask = SimSwapPasteFaces.execute(frames[i:i + 1], changed[k:k + 1], one, "default", False, 0.1,
                                                  0.0, crop_masks=crop_masks[k:k + 1])
         assert torch.equal(pasted[i], alone[0]) and torch.equal(pmask[i], amask[0])
     for i in set(range(20)) - set(with_face):
         assert torch.equal(pasted[i], frames[i]) and pmask[i].max() == 0
+
+
+class CountingDetector:
+    """A detector that counts its calls (and forwards them)."""
+
+    def __init__(self, detector):
+        self.detector, self.calls = detector, 0
+
+    def __getattr__(self, name):
+        return getattr(self.detector, name)
+
+    def detect(self, frames):
+        self.calls += 1
+        return self.detector.detect(frames)
+
+
+def test_swap_with_detected_faces_does_not_detect_again(models, astronaut):
+    """Detect Faces -> Swap (workflow 02): with its faces connected the swap runs no detector and gives the same
+    frames, mask and crops as the swap that detects on its own."""
+    from nodes.detect import SimSwapDetectFaces
+    from nodes.identity import SimSwapExtractIdentity
+    from nodes.swap import SimSwapSwap
+
+    gen, arc, det = models
+    (identity,) = SimSwapExtractIdentity.execute(astronaut, arc, det, "largest", 0, "left-right", "mean",
+                                                 "error").args
+    frames = torch.cat([astronaut, torch.full_like(astronaut, 0.3), astronaut.flip(2)])
+    widgets = ("index", "0", "left-right", "ellipse", "skin", 0.0, -1.0, "default", False, "keep", 2)
+    counting = CountingDetector(det)
+    alone = SimSwapSwap.execute(frames, identity, gen, arc, counting, *widgets).args
+    assert counting.calls > 0
+    faces = SimSwapDetectFaces.execute(frames, det, "left-right")[0]
+    counting.calls = 0
+    given = SimSwapSwap.execute(frames, identity, gen, arc, counting, *widgets, detected_faces=faces).args
+    assert counting.calls == 0, "Swap detected again although faces were connected"
+    assert torch.equal(given[0], alone[0]) and torch.equal(given[1], alone[1])
+    assert torch.equal(given[2].crops, alone[2].crops) and given[2].crops.device == given[0].device
+    from simswap_core.errors import InputError
+
+    with pytest.raises(InputError, match="detected_faces"):  # faces of other frames
+        SimSwapSwap.execute(frames[:2], identity, gen, arc, det, *widgets, detected_faces=faces)
+
+
+def test_extract_identity_needs_no_generator(models, astronaut):
+    """crop_size auto = the connected generator's crop size (read from the loader's record, never loaded: the
+    stand-in below has no model at all), else 224; the same identity either way for a 224 generator."""
+    from nodes.identity import SimSwapExtractIdentity
+
+    gen, arc, det = models
+
+    class RecordOnly:  # what Extract Identity may use of a generator: its loader's info, nothing else
+        info = {"crop_size": 224}
+
+    args = (astronaut, arc, det, "largest", 0, "left-right", "mean", "error")
+    with_gen = SimSwapExtractIdentity.execute(*args, generator=gen)[0]
+    for kwargs in ({}, {"generator": RecordOnly()}, {"crop_size": "224"}, {"generator": RecordOnly(),
+                                                                             "crop_size": "auto"}):
+        ident = SimSwapExtractIdentity.execute(*args, **kwargs)[0]
+        assert torch.equal(ident.latent, with_gen.latent) and torch.equal(ident.embedding, with_gen.embedding)
+    at_512 = SimSwapExtractIdentity.execute(*args, crop_size="512")[0]
+    assert not torch.equal(at_512.latent, with_gen.latent)

@@ -18,10 +18,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from simswap_core.errors import CheckpointError, InputError
 from pipeline_fixtures import astronaut  # noqa: F401
-from simswap_core.parsing import (IMAGENET_MEAN, IMAGENET_STD, LABEL_NAMES, OFFICIAL_LABELS, OFFICIAL_REGIONS,
-                                  REGIONS, labels_to_mask, load_parser, parse_faces, region_labels)
+from simswap_core.errors import CheckpointError, InputError
+from simswap_core.masks.parsing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LABEL_NAMES,
+    OFFICIAL_LABELS,
+    OFFICIAL_REGIONS,
+    REGIONS,
+    labels_to_mask,
+    parse_faces,
+    region_labels,
+)
+from simswap_core.models.loaders import load_parser
 
 
 def _conv(k, cout, cin, ks):

@@ -16,12 +16,21 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline_fixtures import (  # noqa: F401
+    astronaut,
+    astronaut_uint8,
+    pl_identity,
+    pl_models,
+    pl_swapper,
+    pl_weights,
+    t1,
+    t1_result,
+    to_tensor,
+)
 from simswap_core.align import align_faces
 from simswap_core.faces import DetectedFaces
+from simswap_core.masks import official_parsing_crop_masks
 from simswap_core.paste import paste_faces
-
-from pipeline_fixtures import (astronaut, astronaut_uint8, pl_identity, pl_models, pl_swapper, pl_weights,  # noqa: F401
-                               t1, t1_result, to_tensor)
 
 cv2 = pytest.importorskip("cv2")
 ndi = pytest.importorskip("scipy.ndimage")
@@ -176,8 +185,8 @@ def test_official_mode_parsing_branch_matches_reference(t1, t1_result):
     al, sw = t1_result.aligned, t1_result.swapped
     pts = al.points.numpy()
     labels = np.stack([synthetic_labels(pts[f], al.crop_size, tiny=(f == 3)) for f in range(len(al))])
-    ours, _ = paste_faces(t1, sw, al, mode="official", labels=torch.from_numpy(labels.astype(np.int64)),
-                          uint8_truncate=True)
+    masks = official_parsing_crop_masks(al, labels=torch.from_numpy(labels.astype(np.int64)))
+    ours, _ = paste_faces(t1, sw, al, masks, mode="official", uint8_truncate=True)
     ours = _u8(ours)
     ref = reverse2wholeimage_ref(frame, _hwc(sw), al.matrices.double().numpy(), _hwc(al.crops), labels)
     changed = (ref != frame).any(2) | (ours != frame).any(2)
@@ -197,20 +206,22 @@ def test_official_mode_parsing_branch_matches_reference(t1, t1_result):
 def test_swap_with_parser_uses_the_parsing_branch(pl_models, pl_identity, astronaut, tmp_path):
     """FaceSwapper(parser=BiSeNet).swap(mask=parsing, paste_mode=official) == paste_faces with the labels of
     parse_faces on the target crop, == the reference fed those labels (seeded BiSeNet, no download)."""
-    from simswap_core.masks import MaskSpec
-    from simswap_core.parsing import load_parser, parse_faces
-    from simswap_core.swap import FaceSwapper
     from test_parsing import write_seeded_bisenet
+
+    from simswap_core.masks import MaskSpec, official_parsing_crop_masks
+    from simswap_core.masks.parsing import parse_faces
+    from simswap_core.models.loaders import load_parser
+    from simswap_core.swap import FaceSwapper
 
     parser = load_parser(write_seeded_bisenet(tmp_path / "79999_iter.pth"))
     g, a, d = pl_models
     sw = FaceSwapper(g, a, d, parser=parser, device="cpu")
     res = sw.swap(astronaut, pl_identity, mask=MaskSpec("parsing"), paste_mode="official")
     labels = parse_faces(parser, res.aligned.crops)
-    want, _ = paste_faces(astronaut, res.swapped, res.aligned, mode="official", labels=labels)
+    masks = official_parsing_crop_masks(res.aligned, labels=labels)
+    want, _ = paste_faces(astronaut, res.swapped, res.aligned, masks, mode="official")
     assert torch.equal(res.images, want)
-    ours = _u8(paste_faces(astronaut, res.swapped, res.aligned, mode="official", labels=labels,
-                           uint8_truncate=True)[0])
+    ours = _u8(paste_faces(astronaut, res.swapped, res.aligned, masks, mode="official", uint8_truncate=True)[0])
     ref = reverse2wholeimage_ref(_u8(astronaut), _hwc(res.swapped), res.aligned.matrices.double().numpy(),
                                  _hwc(res.aligned.crops), labels.numpy())
     changed = (ref != _u8(astronaut)).any(2)
@@ -308,7 +319,7 @@ def test_default_paste_has_no_seam(astronaut, spec):
     assert step < 1.8 / width_px and step < 0.25
     # gradient of the result across the band vs the frame's gradient there
     band = ((m > 0.02) & (m < 0.98))[0, 0]
-    gx = lambda t: (t[..., :, 1:] - t[..., :, :-1]).abs().amax(1)[0]  # noqa: E731
+    gx = lambda t: (t[..., :, 1:] - t[..., :, :-1]).abs().amax(1)[0]
     g_out, g_in = gx(out)[band[:, 1:]], gx(astronaut)[band[:, 1:]]
     assert (g_out - g_in).max().item() <= 0.3 * step + 1e-4 + 0.3 * 0.02   # |d(m * delta)| <= delta * step (+ clamp)
 
@@ -403,8 +414,8 @@ def test_official_mode_512_ffhq_matches_reference(astronaut):
     labels = synthetic_labels(al.points[0].numpy(), 512)[None]
     frame = _u8(astronaut)
     for lab in (None, labels):
-        kw = {} if lab is None else {"labels": torch.from_numpy(lab.astype(np.int64))}
-        ours = _u8(paste_faces(astronaut, sw, al, mode="official", uint8_truncate=True, **kw)[0])
+        masks = None if lab is None else official_parsing_crop_masks(al, labels=torch.from_numpy(lab.astype(np.int64)))
+        ours = _u8(paste_faces(astronaut, sw, al, masks, mode="official", uint8_truncate=True)[0])
         ref = reverse2wholeimage_ref(frame, _hwc(sw), al.matrices.double().numpy(), _hwc(al.crops), lab)
         changed = (ref != frame).any(2) | (ours != frame).any(2)
         assert changed.mean() > 0.05

@@ -176,7 +176,7 @@ def test_draw_faces_colours_and_untouched_pixels():
     keep = select_faces(FACES, "index:0")  # B, D, F selected; A, C, E not
     out = draw_faces(frames, FACES, selected=keep, line_width=2)
     assert out.shape == frames.shape and out.dtype == torch.float32 and out.device == frames.device
-    px = lambda f, x, y: tuple((out[f, :, y, x] * 255).round().int().tolist())  # noqa: E731
+    px = lambda f, x, y: tuple((out[f, :, y, x] * 255).round().int().tolist())
     assert px(0, 50, 300) == SELECTED          # bottom edge of B (selected)
     assert px(0, 125, 100) == UNSELECTED       # bottom edge of A
     assert px(3, 225, 150) == UNSELECTED and px(3, 45, 150) == SELECTED

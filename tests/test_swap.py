@@ -12,15 +12,23 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 
+from pipeline_fixtures import (  # noqa: F401
+    astronaut,
+    astronaut_uint8,
+    pl_identity,
+    pl_models,
+    pl_swapper,
+    pl_weights,
+    t1,
+    t1_path,
+    t1_result,
+    to_tensor,
+)
 from simswap_core.errors import InputError, NoFaceError
 from simswap_core.swap import FaceSwapper, SwapResult
-
-from pipeline_fixtures import (astronaut, astronaut_uint8, pl_identity, pl_models, pl_swapper, pl_weights,  # noqa: F401
-                               t1, t1_path, t1_result, to_tensor)
 
 
 def no_face_photo() -> torch.Tensor:
@@ -146,7 +154,7 @@ def test_tiny_16x16_image(pl_swapper, pl_identity, astronaut):
 
 def test_batches_match_the_per_face_reference(pl_swapper, pl_models, pl_identity, astronaut):
     """Frames with 1, 0 and 1 faces in batches of 2: same result as the per-frame, per-face reference pipeline."""
-    from simswap_core.pipeline_reference import ReferencePipeline
+    from pipeline_reference import ReferencePipeline
 
     empty = torch.nn.functional.interpolate(no_face_photo(), size=(512, 512), mode="bilinear")
     frames = torch.cat([astronaut, empty, astronaut.flip(3)])
@@ -243,8 +251,8 @@ def test_progress_advances_frame_by_frame(pl_models, pl_identity):
 
 
 def test_512_generator_once(pl_models, astronaut, tmp_path_factory):
-    from simswap_core.checkpoints import load_generator
-    from simswap_core.seeded import write_seeded_checkpoints
+    from simswap_core.models.loaders import load_generator
+    from simswap_core.models.seeded import write_seeded_checkpoints
 
     p = write_seeded_checkpoints(tmp_path_factory.mktemp("g512"), kinds=("g512",))["g512"]
     g512 = load_generator(p)
@@ -274,7 +282,7 @@ _BIG_SCRIPT = textwrap.dedent("""
     import json, resource, sys, torch
     import numpy as np
     from skimage import data
-    from simswap_core.checkpoints import load_arcface, load_generator
+    from simswap_core.models.loaders import load_arcface, load_generator
     from simswap_core.detection import load_detector
     from simswap_core.swap import FaceSwapper
     torch.set_num_threads(2)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pipeline_fixtures import (
+    astronaut_small,
+    to_tensor,
+)
 from simswap_core.errors import InputError
 from simswap_core.faces import DetectedFaces
 from simswap_core.tracking import LandmarkSmoother, box_iou
-
-from pipeline_fixtures import astronaut, astronaut_small, pl_identity, pl_models, pl_swapper, pl_weights, \
-    to_tensor  # noqa: F401
 
 BASE = torch.tensor([[40.0, 50], [72, 50], [56, 68], [44, 86], [68, 86]])  # a 5-point face, ~120 px box
 

@@ -1,4 +1,4 @@
-"""simswap_core.video: frame count, order and fps kept; audio copied; folders read in natural order."""
+"""simswap_core.io.video: frame count, order and fps kept; audio copied; folders read in natural order."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from simswap_core.errors import InputError
-from simswap_core.video import (VideoWriter, count_frames, iter_image_folder, iter_video_frames, probe_video)
+from simswap_core.io.video import VideoWriter, count_frames, iter_image_folder, iter_video_frames, probe_video
 
 
 def marker_frames(n: int, h: int = 48, w: int = 64) -> torch.Tensor:
@@ -128,3 +128,9 @@ def test_bad_video_inputs(tmp_path):
         probe_video(tmp_path / "junk.mp4")
     with pytest.raises(InputError, match="no images"):
         list(iter_image_folder(tmp_path))
+
+
+def test_writer_that_fails_to_start_leaves_no_temporary_file(tmp_path):
+    with pytest.raises(InputError, match="not available"):
+        VideoWriter(tmp_path / "out.mp4", 25, 32, 32, codec="no_such_codec")
+    assert list(tmp_path.iterdir()) == []

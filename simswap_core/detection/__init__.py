@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -48,7 +48,7 @@ def load_detector(name_or_path: str | os.PathLike = "yunet", *, threshold: float
     "buffalo_l", ...), a pack folder, or an .onnx file (YuNet or SCRFD, recognised by its outputs).
     threshold: min face score. det_size: long side (YuNet) / square letterbox (SCRFD) of the network input.
     device: where onnxruntime runs (CUDA provider only for a CUDA device); results follow the frames' device.
-    search_dirs: model folders to search (default: `simswap_core.model_files.model_search_dirs()`).
+    search_dirs: model folders to search (default: `simswap_core.models.find.model_search_dirs()`).
     Raises MissingModelError (file, folders searched, fetch command) or CheckpointError (not a detector).
     """
     kw = dict(threshold=threshold, det_size=det_size, device=device)

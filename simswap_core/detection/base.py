@@ -7,31 +7,25 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..checks import check_images
 from ..faces import DetectedFaces
 
 
 def default_search_dirs() -> list[Path]:
-    """Model folders of `simswap_core.model_files.model_search_dirs` ($SIMSWAP_MODELS_DIR, ComfyUI's models
+    """Model folders of `simswap_core.models.find.model_search_dirs` ($SIMSWAP_MODELS_DIR, ComfyUI's models
     folder, ~/.cache/simswap/models) when that module is present, else none."""
     try:
-        from ..model_files import model_search_dirs
+        from ..models.find import model_search_dirs
     except ModuleNotFoundError as e:
-        if e.name != f"{__package__.rsplit('.', 1)[0]}.model_files":
+        if e.name != f"{__package__.rsplit('.', 1)[0]}.models.find":
             raise
         return []
     return [Path(d) for d in model_search_dirs()]
 
 
 def check_frames(frames: torch.Tensor, what: str = "frames") -> None:
-    """Raise InputError unless ``frames`` is a float tensor [N,3,H,W]."""
-    if not isinstance(frames, torch.Tensor):
-        raise InputError(f"{what}: expected a torch.Tensor [N,3,H,W] RGB in [0,1], got {type(frames).__name__}")
-    if frames.ndim != 4 or frames.shape[1] != 3:
-        raise InputError(f"{what}: expected shape [N,3,H,W] RGB in [0,1] (convert grayscale/RGBA to RGB first), "
-                         f"got {tuple(frames.shape)}")
-    if not frames.is_floating_point():
-        raise InputError(f"{what}: expected a float tensor with values in [0,1], got dtype {frames.dtype}")
+    """Raise InputError unless ``frames`` is a float tensor [N,3,H,W] (``checks.check_images``)."""
+    check_images(frames, what, allow_empty=True)
 
 
 def resize_255(frames: torch.Tensor, size: tuple[int, int], *, antialias: bool) -> torch.Tensor:
@@ -168,3 +162,10 @@ class FaceDetector:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({str(self.model_path)!r}, threshold={self.threshold}, "
                 f"det_size={self.det_size}, providers={self.providers})")
+
+
+def detector_label(detector: object) -> str:
+    """``"yunet, threshold 0.5"``: how messages name a detector."""
+    name = getattr(detector, "name", None) or type(detector).__name__
+    thr = getattr(detector, "threshold", None)
+    return f"{name}, threshold {thr}" if thr is not None else str(name)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CheckpointError, DependencyError
+from ..io.atomic import atomic_write
 
 FOLD_VERSION = "1"  # bump when the transformation changes, so cached files are rebuilt
 
@@ -215,15 +215,7 @@ def prepare_onnx(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None 
         return target
     out = transform_onnx(data, dynamic=dynamic, opset=opset)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(out)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, lambda tmp: tmp.write_bytes(out), overwrite=True)  # same bytes if a racer won
     except OSError as e:
         warnings.warn(f"could not cache the folded model in {str(folder)!r} ({e}); using it from memory",
                       RuntimeWarning, stacklevel=2)

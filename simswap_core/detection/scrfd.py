@@ -10,8 +10,8 @@ NMS at IoU 0.4 with insightface's inclusive (+1) box areas. The ``insightface`` 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

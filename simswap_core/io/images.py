@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from .errors import InputError
+from ..errors import InputError
+from .atomic import atomic_write
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _ALPHA_EXTS = (".png", ".webp", ".tif", ".tiff")
@@ -92,7 +92,7 @@ def _file_bit_depth(im: Image.Image, path: Path) -> int:
 def _orientation(im: Image.Image) -> int:
     try:
         return int(im.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not stop reading the pixels
+    except Exception:
         return 1
 
 
@@ -152,7 +152,7 @@ def read_image(path: str | os.PathLike, device: torch.device | str | None = None
     try:
         im = Image.open(path)
         im.load()
-    except Exception as e:  # noqa: BLE001 - Pillow raises many kinds; turn all into one clear error
+    except Exception as e:
         raise InputError(f"{path}: not a readable image (expected PNG, JPEG, WebP, BMP or TIFF): {e}") from e
     if getattr(im, "n_frames", 1) > 1:
         warnings.warn(f"{path}: has {im.n_frames} frames; only the first is used", stacklevel=2)
@@ -229,31 +229,6 @@ def _encode_16bit(a: np.ndarray, ext: str) -> bytes:
     return b"".join(bytes(p) for p in packets)
 
 
-def _atomic_write(path: Path, write_to, overwrite: bool) -> None:
-    """Write through a temporary file in the same folder, then move it into place (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        write_to(Path(tmp))
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if `path` appeared meanwhile: never clobbers
-            except FileExistsError:
-                raise InputError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it") from None
-            except OSError:
-                if path.exists():
-                    raise InputError(f"{path}: already exists; pass --overwrite to replace it") from None
-                os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_image(path: str | os.PathLike, image: torch.Tensor, *, alpha: torch.Tensor | None = None,
                 bit_depth: int = 8, grayscale: bool = False, overwrite: bool = False,
                 quality: int = 95) -> Path:
@@ -305,7 +280,7 @@ def write_image(path: str | os.PathLike, image: torch.Tensor, *, alpha: torch.Te
             kwargs["subsampling"] = 0
         im.save(tmp, format=fmt, **kwargs)
 
-    _atomic_write(path, write_to, overwrite)
+    atomic_write(path, write_to, overwrite=overwrite)
     return path
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .errors import InputError
+from ..errors import InputError
+from ..io.atomic import atomic_write
 
 __all__ = ["SEEDED_FILENAMES", "SEEDED_KINDS", "seeded_key_list", "seeded_state_dict", "write_seeded_checkpoints"]
 
@@ -38,8 +39,8 @@ _BRANCH_BN = re.compile(r"layer\d+\.\d+\.bn2\.weight")
 
 
 def _module_for(kind: str) -> torch.nn.Module:
-    from .networks.arcface import ArcFaceConfig, IResNet
-    from .networks.generator import GeneratorConfig, SimSwapGenerator
+    from ..networks.arcface import ArcFaceConfig, IResNet
+    from ..networks.generator import GeneratorConfig, SimSwapGenerator
 
     with torch.device("meta"):
         if kind == "g224":
@@ -120,14 +121,14 @@ def _same_weights(path: Path, state: dict[str, Tensor]) -> bool:
     )
 
 
-def write_seeded_checkpoints(folder: str | os.PathLike, seed: int = 1234, *, kinds=("g224", "g512", "arcface"),
-                             ) -> dict[str, Path]:
+def write_seeded_checkpoints(folder: str | os.PathLike, seed: int = 1234, *,
+                             kinds: Sequence[str] = ("g224", "g512", "arcface")) -> dict[str, Path]:
     """Write seeded RANDOM weights as official-format ``.pth`` state dicts into ``folder``; return kind -> path.
 
     Files: ``latest_net_G.pth`` (224 generator), ``550000_net_G.pth`` (512 beta generator) and
     ``arcface_r101se.pth`` (ArcFace r101-SE state dict; the official ``arcface_checkpoint.tar`` is a pickled module,
-    see :func:`simswap_core.checkpoints.load_arcface`). A file that already holds exactly these weights is reused;
-    any other existing file is never overwritten (InputError). Writes are atomic (temp file + ``os.replace``).
+    see :func:`simswap_core.models.loaders.load_arcface`). A file that already holds exactly these weights is reused;
+    any other existing file is never overwritten (InputError). Writes are atomic (:mod:`simswap_core.io.atomic`).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -137,21 +138,13 @@ def write_seeded_checkpoints(folder: str | os.PathLike, seed: int = 1234, *, kin
             raise InputError(f"cannot write seeded kind {kind!r}; expected some of {sorted(SEEDED_FILENAMES)}")
         path = folder / SEEDED_FILENAMES[kind]
         state = seeded_state_dict(kind, seed)
-        if path.exists():
+        try:
+            atomic_write(path, lambda tmp: torch.save(state, tmp))
+        except InputError:  # the file exists (or another process wrote it meanwhile): reuse it if it is ours
             if not _same_weights(path, state):
                 raise InputError(
                     f"refusing to overwrite {path}: it exists and does not hold the seeded {kind} weights "
                     f"(seed {seed}); choose an empty folder"
-                )
-            out[kind] = path
-            continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state, fh)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+                ) from None
         out[kind] = path
     return out

@@ -8,18 +8,19 @@ when the output container accepts the codec, otherwise re-encoded to AAC.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import InputError
-from .imageio import LoadedImage, list_images, read_image
+from ..errors import InputError
+from .atomic import AtomicFile
+from .images import LoadedImage, list_images, read_image
 
 _MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
 _MOV_AUDIO = _MP4_AUDIO + ("pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_u8")
@@ -114,14 +115,20 @@ class VideoWriter:
         import av
 
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise InputError(f"{self.path}: already exists; pass --overwrite (overwrite=True) to replace it")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.overwrite = overwrite
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._file = AtomicFile(self.path, overwrite=overwrite)   # refuses an existing file unless overwrite
+        self._tmp = self._file.tmp
+        self._out = None
+        self._audio_in = None
+        try:
+            self._start(av, fps, width, height, audio_from, codec, crf)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _start(self, av: Any, fps: Fraction | float, width: int, height: int,
+               audio_from: str | os.PathLike | None, codec: str, crf: int) -> None:
+        """Open the container on the temporary file and set up the video (and audio) streams."""
         self.fps = Fraction(fps).limit_denominator(1_000_000)
         self.width, self.height = int(width), int(height)
         self.frames_written = 0
@@ -238,25 +245,22 @@ class VideoWriter:
         self._out = None
         if self._audio_in is not None:
             self._audio_in.close()
-        if self.path.exists() and not self.overwrite:
-            self._tmp.unlink(missing_ok=True)
-            raise InputError(f"{self.path}: appeared while writing; pass --overwrite to replace it")
-        os.replace(self._tmp, self.path)
-        return self.path
+        return self._file.commit()   # never replaces a file that appeared meanwhile (unless overwrite)
 
     def abort(self) -> None:
         """Drop the partial file (used on errors)."""
         if self._out is not None:
             try:
                 self._out.close()
-            except Exception:  # noqa: BLE001 - the file is being discarded anyway
+            except Exception:
                 pass
             self._out = None
         if self._audio_in is not None:
             self._audio_in.close()
-        self._tmp.unlink(missing_ok=True)
+            self._audio_in = None
+        self._file.abort()
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

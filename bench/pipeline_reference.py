@@ -11,13 +11,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .align import align_faces
-from .detection.select import select_faces
-from .errors import InputError, NoFaceError
-from .identity import Identity, combine_identities
-from .paste import paste_faces
-from .swap import (StageTimer, _parse_selection, build_crop_masks, raw_embeddings, reference_distance,
-                   run_generator)
+from simswap_core.align import align_faces
+from simswap_core.detection.select import FaceSelection, select_faces
+from simswap_core.errors import InputError, NoFaceError
+from simswap_core.identity import Identity, combine_identities, raw_embeddings, reference_distance
+from simswap_core.masks import build_crop_masks, official_parsing_crop_masks
+from simswap_core.paste import paste_faces
+from simswap_core.progress import StageTimer
+from simswap_core.swap import run_generator
 
 
 class ReferencePipeline:
@@ -40,7 +41,7 @@ class ReferencePipeline:
     @torch.inference_mode()
     def extract_identity(self, images: torch.Tensor, *, select="largest", combine: str = "mean") -> Identity:
         """One image at a time, one face at a time: detect, align, ArcFace (batch 1), then combine."""
-        selection = _parse_selection(select)
+        selection = FaceSelection.parse(select)
         lat, emb, weights = [], [], []
         for i in range(images.shape[0]):
             frame = images[i:i + 1].to(self.device, torch.float32)
@@ -66,7 +67,7 @@ class ReferencePipeline:
              paste_mode: str = "default", color_match: bool = False, reference: Identity | None = None,
              if_no_face: str = "error") -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (images [N,3,H,W], mask [N,1,H,W]), processing frame by frame and face by face."""
-        selection = _parse_selection(select)
+        selection = FaceSelection.parse(select)
         if selection.how == "reference" and reference is None:
             raise InputError("select='reference' needs reference=Identity")
         latent = identity.latent.to(self.device, torch.float32).reshape(1, -1)
@@ -103,10 +104,10 @@ class ReferencePipeline:
                     y = run_generator(self.generator, al.crops, latent, batch_size=1)
                 official_parsing = paste_mode == "official" and getattr(mask, "kind", None) == "parsing"
                 with self.timer.stage("mask"):
-                    cm = None if official_parsing else build_crop_masks(mask, al, y, self.parser)
+                    cm = None if mask is None else official_parsing_crop_masks(al, self.parser) \
+                        if official_parsing else build_crop_masks(al, mask, self.parser)
                 with self.timer.stage("paste"):
-                    frame, fm = paste_faces(frame, y, al, cm, color_match=color_match, mode=paste_mode,
-                                            parser=self.parser if official_parsing else None)
+                    frame, fm = paste_faces(frame, y, al, cm, color_match=color_match, mode=paste_mode)
                 fmask_total = torch.maximum(fmask_total, fm)
             out_images.append(frame)
             out_masks.append(fmask_total)

@@ -1,0 +1,56 @@
+"""``simswap faces``: draw and number the detected faces of an image (numbers = ``--faces index:N``), and JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .common import add_common, device, load_detector_cli, unit_float
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``faces`` and its flags on the subparsers ``sub``."""
+    f = sub.add_parser("faces", help="draw and number the detected faces (numbers = index:N of --faces)")
+    f.add_argument("image")
+    f.add_argument("--out", required=True, help="preview image to write")
+    f.add_argument("--json", help="also write boxes, points and scores as JSON")
+    f.add_argument("--detector", default="yunet")
+    f.add_argument("--det-threshold", type=unit_float, default=None)
+    f.add_argument("--order", default="left-right", choices=["left-right", "top-bottom", "size", "score"])
+    add_common(f)
+    f.set_defaults(func=cmd_faces)
+
+
+def cmd_faces(args: argparse.Namespace) -> int:
+    from ..detection import draw_faces
+    from ..io.atomic import atomic_write
+    from ..io.images import read_image, write_image
+
+    dev = device(args.device)
+    img = read_image(args.image, device=dev)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise InputError(f"--out {out}: already exists; pass --overwrite to replace it")
+    if args.json and Path(args.json).exists() and not args.overwrite:
+        raise InputError(f"--json {args.json}: already exists; pass --overwrite to replace it")
+    detector = load_detector_cli(args.detector, args.det_threshold, dev)
+    faces = detector.detect(img.image)
+    preview = draw_faces(img.image, faces, order=args.order)
+    write_image(out, preview, overwrite=args.overwrite)
+    if args.json:
+        from ..detection.select import order_faces
+
+        rank = order_faces(faces, args.order).tolist() if len(faces) else []
+        entries = faces.to_json()[0]
+        for e, r in zip(entries, rank):
+            e["index"] = int(r)
+        entries.sort(key=lambda e: e["index"])
+        doc = {"image": str(Path(args.image)), "size": list(img.size), "detector": args.detector,
+               "order": args.order, "faces": entries}
+        atomic_write(Path(args.json), lambda p: p.write_text(json.dumps(doc, indent=2)), overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"{len(faces)} face(s) found in {args.image}; preview written to {out}", file=sys.stderr)
+    return 0

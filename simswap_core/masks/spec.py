@@ -1,0 +1,100 @@
+"""``MaskSpec``: which region of each aligned crop is swapped, and how its edge is grown and feathered.
+
+Sizes (grow/shrink, feather) are FRACTIONS OF THE ALIGNED CROP SIZE S. Alignment scales every face to the same
+template, so a fraction of S is a fixed fraction of the face whatever its size in the frame (the face's eye
+distance is ~0.29 S for the 224 templates and ~0.25 S for FFHQ); nothing is a fixed pixel kernel.
+Feathering is a Gaussian edge: ``feather`` is the width of the soft band (about 2 % -> 98 %), sigma = feather*S/4.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+from .base import MASKERS, mask_kinds
+from .parsing import OFFICIAL_REGIONS, region_labels
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """What region of each aligned crop is swapped.
+
+    kind:    "box" | "ellipse" | "parsing".
+    regions: parsing regions (names of ``simswap_core.masks.parsing.REGIONS``); default the official set.
+    grow:    fraction of S to dilate (> 0) or erode (< 0) the region.
+    feather: width of the soft edge as a fraction of S; None -> the kind's default (``default_feather`` of its
+             CropMasker: box 0, ellipse 0.06, parsing 0.03).
+    """
+
+    kind: str = "box"
+    regions: tuple[str, ...] = field(default=OFFICIAL_REGIONS)
+    grow: float = 0.0
+    feather: float | None = None
+
+    def __post_init__(self) -> None:
+        kind = str(self.kind).strip().lower()
+        if kind not in MASKERS:
+            raise InputError(f"mask kind: expected one of {mask_kinds()}, got {self.kind!r}")
+        object.__setattr__(self, "kind", kind)
+        regions = tuple(str(r).strip().lower() for r in self.regions)
+        if not regions:
+            raise InputError("mask regions: expected at least one parsing region")
+        region_labels(regions)    # validates names
+        object.__setattr__(self, "regions", regions)
+        if not math.isfinite(float(self.grow)) or abs(float(self.grow)) > 0.5:
+            raise InputError(f"mask grow: expected a fraction of the crop size in [-0.5, 0.5], got {self.grow!r}")
+        if self.feather is not None and (not math.isfinite(float(self.feather)) or not 0 <= float(self.feather) <= 1):
+            raise InputError(f"mask feather: expected a fraction of the crop size in [0, 1], got {self.feather!r}")
+
+    @property
+    def feather_fraction(self) -> float:
+        return MASKERS[self.kind].default_feather if self.feather is None else float(self.feather)
+
+    @property
+    def needs_parser(self) -> bool:
+        """Whether this kind needs a BiSeNet face parser."""
+        return MASKERS[self.kind].needs_parser
+
+    @classmethod
+    def parse(cls, text: str) -> MaskSpec:
+        """``"box"``, ``"ellipse:grow=0.02"``, ``"parsing:skin,nose,lips,feather=0.05"``, ``"box:shrink=0.05"``.
+
+        After ``kind:``, comma-separated items: ``grow=F``, ``shrink=F`` (= grow=-F), ``feather=F``; bare names are
+        parsing regions (only for kind parsing).
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"mask spec: expected text like 'ellipse' or 'parsing:skin,nose', got {text!r}")
+        kind, _, rest = text.strip().partition(":")
+        kw: dict = {"kind": kind.strip().lower()}
+        regions: list[str] = []
+        for item in filter(None, (s.strip() for s in rest.split(","))):
+            if "=" in item:
+                k, _, v = item.partition("=")
+                k = k.strip().lower()
+                try:
+                    val = float(v)
+                except ValueError:
+                    raise InputError(f"mask spec {text!r}: {k} expects a number, got {v!r}") from None
+                if k == "grow":
+                    kw["grow"] = val
+                elif k == "shrink":
+                    kw["grow"] = -val
+                elif k == "feather":
+                    kw["feather"] = val
+                else:
+                    raise InputError(f"mask spec {text!r}: unknown option {k!r} (expected grow, shrink, feather)")
+            else:
+                regions.append(item)
+        if regions:
+            if kw["kind"] != "parsing":
+                raise InputError(f"mask spec {text!r}: regions are only valid for kind 'parsing'")
+            kw["regions"] = tuple(regions)
+        return cls(**kw)
+
+    def __str__(self) -> str:
+        items = list(self.regions) if self.kind == "parsing" and self.regions != OFFICIAL_REGIONS else []
+        if self.grow:
+            items.append(f"grow={self.grow:g}")
+        if self.feather is not None:
+            items.append(f"feather={self.feather:g}")
+        return self.kind + (":" + ",".join(items) if items else "")

@@ -1,0 +1,208 @@
+"""Loading models from checkpoint files: one entry, :func:`load_model`, and one loader per kind.
+
+    load_model("generator", "latest_net_G.pth", variant=None)   # SimSwapGenerator (224, 512 beta or deep)
+    load_model("arcface", "arcface_checkpoint.tar")             # IResNet identity encoder
+    load_model("parser", "79999_iter.pth")                      # BiSeNet face parser
+    load_model("detector", "yunet")                             # FaceDetector (simswap_core.detection)
+
+Every loader reads through :func:`~.checkpoints.read_checkpoint` (no code from a file runs) and the same checks:
+a missing file raises :class:`~simswap_core.errors.MissingModelError` naming the file and the kind expected, a
+damaged or wrong-kind file :class:`~simswap_core.errors.CheckpointError` naming the file, what was found and what
+was expected. Returned modules are float32, in eval mode. :func:`convert_checkpoint` writes ``.safetensors``.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, InputError
+from ..io.atomic import atomic_write, refuse_existing
+from ..networks.arcface import ArcFaceConfig, IResNet
+from ..networks.bisenet import NUM_CLASSES, BiSeNet
+from ..networks.generator import GeneratorConfig, SimSwapGenerator, normalize_variant
+from .checkpoints import WANTED, CheckpointInfo, build_module, check_kind, describe_found, read_checkpoint
+from .pickle_containers import sniff_format
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..detection import FaceDetector
+
+__all__ = [
+    "DEFAULT_GENERATOR_VARIANT",
+    "MODEL_KINDS",
+    "convert_checkpoint",
+    "inspect_checkpoint",
+    "load_arcface",
+    "load_generator",
+    "load_model",
+    "load_parser",
+]
+
+#: Output convention used when neither the caller nor the file's metadata says otherwise: the released
+#: 224 and 512 checkpoints use the Tanh head (spec section 0). Use variant="fix" for train.py checkpoints.
+DEFAULT_GENERATOR_VARIANT = "official"
+
+#: the kinds :func:`load_model` knows.
+MODEL_KINDS = ("generator", "arcface", "parser", "detector")
+
+_FORMAT_TAG = "simswap"
+_FORMAT_VERSION = "1"
+_ARCFACE_ROOTS = {"models.arcface_models.ResNet", "models.ResNet"}
+
+
+def _resolve_variant(variant: str | None, info: CheckpointInfo) -> str:
+    if variant is not None:
+        return normalize_variant(variant)
+    if "variant" in info.metadata:
+        try:
+            return normalize_variant(info.metadata["variant"])
+        except InputError:
+            raise CheckpointError(f"{info.path}: metadata variant {info.metadata['variant']!r} is not known") from None
+    return DEFAULT_GENERATOR_VARIANT
+
+
+def _generator_from_info(info: CheckpointInfo, variant: str | None, crop_size: int | None) -> SimSwapGenerator:
+    check_kind(info, "generator")
+    chosen = _resolve_variant(variant, info)
+    try:
+        config = GeneratorConfig.from_state_dict(info.state, chosen)
+    except (KeyError, InputError) as exc:
+        raise CheckpointError(f"{info.path}: generator keys are incomplete ({exc}); expected the official layout")
+    if crop_size is None and "crop_size" in info.metadata:
+        try:
+            crop_size = int(info.metadata["crop_size"])
+        except ValueError:
+            raise CheckpointError(f"{info.path}: metadata crop_size {info.metadata['crop_size']!r} is not an int")
+    if config.deep and variant is None and "variant" not in info.metadata:
+        warnings.warn(
+            f"{info.path}: a deep generator (down4/up4) is being loaded with the default official Tanh convention; "
+            f"deep checkpoints usually come from train.py and need variant='fix'", stacklevel=3)
+    return build_module(lambda: SimSwapGenerator(config, crop_size=crop_size), info, f"the {config.arch} generator")
+
+
+def _arcface_from_info(info: CheckpointInfo) -> IResNet:
+    check_kind(info, "arcface")
+    if info.source.startswith("pickled module") and not any(r in info.source for r in _ARCFACE_ROOTS):
+        raise CheckpointError(f"{info.path}: found a {info.source}, expected the official ArcFace "
+                              f"models.arcface_models.ResNet")
+    try:
+        config = ArcFaceConfig.from_state_dict(info.state)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{info.path}: ArcFace keys are incomplete or inconsistent ({exc})") from None
+    return build_module(lambda: IResNet(config), info, f"the {config.arch} ArcFace")
+
+
+def _parser_from_info(info: CheckpointInfo) -> BiSeNet:
+    check_kind(info, "parser")
+    return build_module(lambda: BiSeNet(NUM_CLASSES), info, "the 19-class BiSeNet face parser")
+
+
+def load_generator(path: str | os.PathLike, *, variant: str | None = None,
+                   device: str | torch.device | None = None) -> SimSwapGenerator:
+    """Load a SimSwap generator (224, 512 beta or deep layout, detected from the keys); float32, eval mode.
+
+    variant: "official" (Tanh head: the released checkpoints) or "fix"/"train" (train.py checkpoints: no Tanh,
+    ImageNet-normalised I/O). None: the ``variant`` metadata of a converted .safetensors, else "official".
+    The returned module maps RGB [0,1] ``[N,3,S,S]`` + unit-norm ``[N,512]`` -> RGB [0,1] for every variant.
+    """
+    if variant is not None:
+        variant = normalize_variant(variant)  # a bad option fails before the (large) file is read
+    model = _generator_from_info(read_checkpoint(path, "generator"), variant, None)
+    return model.to(device) if device is not None else model
+
+
+def load_arcface(path: str | os.PathLike, *, device: str | torch.device | None = None) -> IResNet:
+    """Load the ArcFace identity encoder (official pickled file of either generation, state dict, .safetensors).
+
+    The architecture (blocks per stage, SE or not) is inferred from the keys. Float32, eval mode;
+    input ImageNet-normalised RGB ``[N,3,112,112]``, output raw ``[N,512]``.
+    """
+    model = _arcface_from_info(read_checkpoint(path, "arcface"))
+    return model.to(device) if device is not None else model
+
+
+def load_parser(path: str | os.PathLike, *, device: str | torch.device | None = None) -> BiSeNet:
+    """BiSeNet face parser in eval mode, no gradients, with the weights of ``path`` (``79999_iter.pth``, a
+    ``DataParallel`` or old-torch variant of it, or a .safetensors copy). Nothing is downloaded.
+
+    Strict key/shape check (a missing ``num_batches_tracked`` is tolerated). Raises MissingModelError if absent and
+    CheckpointError on a corrupted, truncated or foreign file.
+    """
+    model = _parser_from_info(read_checkpoint(path, "parser")).requires_grad_(False)
+    return model.to(device) if device is not None else model
+
+
+def _load_detector(path: str | os.PathLike, **kw: Any) -> FaceDetector:
+    from ..detection import load_detector
+
+    p = Path(path).expanduser()
+    if p.is_file() and sniff_format(p) in ("zip", "legacy", "safetensors"):  # a torch file, not an ONNX model
+        info = read_checkpoint(p)
+        raise CheckpointError(f"{p}: found {describe_found(info)} in the {info.source}, expected {WANTED['detector']}")
+    return load_detector(path, **kw)
+
+
+def load_model(kind: str, path: str | os.PathLike, **kw: Any) -> nn.Module | FaceDetector:
+    """Load a model of ``kind`` ("generator", "arcface", "parser" or "detector") from ``path``.
+
+    ``kw`` goes to the kind's loader: :func:`load_generator` (variant, device), :func:`load_arcface` (device),
+    :func:`load_parser` (device), :func:`simswap_core.detection.load_detector` (threshold, det_size, device,
+    search_dirs; ``path`` may also be "yunet" or an insightface pack name). Raises InputError for an unknown kind,
+    MissingModelError (file, kind expected) or CheckpointError (file, what was found, what was expected).
+    """
+    loaders = {"generator": load_generator, "arcface": load_arcface, "parser": load_parser,
+               "detector": _load_detector}
+    loader = loaders.get(kind) if isinstance(kind, str) else None
+    if loader is None:
+        raise InputError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+    return loader(path, **kw)
+
+
+def inspect_checkpoint(path: str | os.PathLike) -> dict[str, str]:
+    """Describe a checkpoint: kind, arch, source format, and (generators) variant and crop size. Reads the file."""
+    info = read_checkpoint(path)
+    out = {"path": str(info.path), "kind": info.kind, "source": info.source}
+    if info.kind != "unknown":
+        out["arch"] = info.arch
+    if info.kind == "generator":
+        out["variant"] = _resolve_variant(None, info)
+        config = GeneratorConfig.from_state_dict(info.state)
+        out["crop_size"] = info.metadata.get("crop_size", str(config.default_crop_size))
+    return out
+
+
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, variant: str | None = None,
+                       crop_size: int | None = None, overwrite: bool = False) -> Path:
+    """Convert a generator or ArcFace checkpoint to ``.safetensors`` with metadata; return ``dst``.
+
+    Metadata: ``format=simswap``, ``kind`` (generator/arcface), ``arch``; generators also ``variant`` (given, or
+    taken from the source metadata, else "official") and ``crop_size``. The weights are validated by building the
+    model first. ``dst`` must end in ``.safetensors``; an existing ``dst`` is kept unless ``overwrite=True``.
+    """
+    from safetensors.torch import save_file
+
+    dst = Path(dst)
+    if dst.suffix != ".safetensors":
+        raise InputError(f"conversion target {dst} must end in .safetensors")
+    refuse_existing(dst, overwrite=overwrite)  # before the (slow) read
+    info = read_checkpoint(src)
+    meta = {"format": _FORMAT_TAG, "format_version": _FORMAT_VERSION, "source_file": Path(src).name}
+    if info.kind == "generator":
+        model: nn.Module = _generator_from_info(info, variant, crop_size)
+        meta.update(kind="generator", arch=model.arch, variant=model.variant, crop_size=str(model.crop_size))
+    elif info.kind == "arcface":
+        if variant is not None or crop_size is not None:
+            raise InputError("variant and crop_size apply to generators only; the source is an ArcFace checkpoint")
+        model = _arcface_from_info(info)
+        cfg = model.config
+        meta.update(kind="arcface", arch=cfg.arch, layers=",".join(map(str, cfg.layers)),
+                    use_se=str(cfg.use_se).lower())
+    else:
+        raise CheckpointError(f"{info.path}: found {describe_found(info)}; expected a SimSwap generator or ArcFace "
+                              f"checkpoint")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    return atomic_write(dst, lambda tmp: save_file(tensors, tmp, metadata=meta), overwrite=overwrite)
