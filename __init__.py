@@ -6,8 +6,14 @@ importable by appending this folder to ``sys.path`` (only if the import fails: a
 ComfyUI loads the nodes through the V3 entry point ``comfy_entrypoint`` (a ``ComfyExtension``; ComfyUI >= the
 ``requires-comfyui`` of pyproject.toml). Importing this file as a loose module outside ComfyUI does not fail.
 """
+from __future__ import annotations
+
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the nodes import ComfyUI's comfy_api: never at run time here
+    from nodes import SimSwapExtension
 
 try:
     import simswap_core
@@ -19,7 +25,7 @@ except ImportError:
 
 if __package__:  # imported as a package (ComfyUI does this): the V3 entry point of the nodes
 
-    async def comfy_entrypoint():  # type: ignore[no-untyped-def]
+    async def comfy_entrypoint() -> SimSwapExtension:
         """ComfyUI's V3 entry point; imports the nodes (and ComfyUI's comfy_api) only when ComfyUI calls it, so
         importing the pack outside ComfyUI (tools, test collection) never needs ComfyUI."""
         from .nodes import comfy_entrypoint as nodes_entrypoint

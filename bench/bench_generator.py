@@ -38,7 +38,8 @@ KIND = {224: "g224", 512: "g512"}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=224, choices=(224, 512), help="generator: 224 (default) or 512 beta")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default: cuda if available)")
     p.add_argument("--modes", default=None,
@@ -108,7 +109,9 @@ def main(argv=None) -> dict:
     weights = U.SeededWeights(args.weights_dir, (kind,))
     t0 = time.perf_counter()
     g_nchw = load_generator(weights.paths[kind]).to(device).eval()
-    g_nhwc = copy.deepcopy(g_nchw).to(memory_format=torch.channels_last) if True in cl_opts else None
+    # torch's stub of Module.to lists no memory_format overload, but Module.to accepts it (torch._C._nn._parse_to)
+    g_nhwc = (copy.deepcopy(g_nchw).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+              if True in cl_opts else None)
     print(f"   weights                  seeded random ({kind}, seed 1234), written in {weights.seconds:.1f} s, "
           f"loaded in {time.perf_counter() - t0:.1f} s")
     print(f"   modes / batches / layout {','.join(modes)} / {','.join(map(str, batches))} / "
@@ -140,7 +143,7 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         for cfg in configs:
             for _ in range(max(1, warmup)):
-                w = []
+                w: list[float] = []
                 with U.timed(device, w):
                     y = call(cfg)
             last_call[cfg] = w[0]
@@ -157,14 +160,14 @@ def main(argv=None) -> dict:
                 repeats = new
 
         # --- timed, interleaved rounds ---
-        times = {cfg: [] for cfg in configs}
-        cpu_times = {cfg: [] for cfg in configs}
+        times: dict[tuple[str, int, bool], list[float]] = {cfg: [] for cfg in configs}
+        cpu_times: dict[tuple[str, int, bool], list[float]] = {cfg: [] for cfg in configs}
         loads = []
         t0 = time.perf_counter()
-        for r in range(repeats):
-            k = r % len(configs)
+        for rnd in range(repeats):
+            k = rnd % len(configs)
             order = configs[k:] + configs[:k]           # rotate so no config always runs first / after another
-            if r % 2:
+            if rnd % 2:
                 order = order[::-1]
             for cfg in order:
                 for _ in range(args.b1_calls if cfg[1] == 1 else 1):
@@ -210,7 +213,8 @@ def main(argv=None) -> dict:
                      f"{r['max_abs_diff']:.2e}", f"{r['mean_abs_diff']:.2e}", f"{r['max_abs_diff'] * 255:.2f}"])
     print(U.table(rows, ["mode", "batch", "channels_last", "faces/s", "ratio", "faces/s best", "ratio best",
                          "CPU-s/face", "ratio CPU", "max|d|", "mean|d|", "max|d|x255"], "lrlrrrrrrrrr"))
-    print("   faces/s = batch / MEDIAN wall s per call; ratio = faces/s / faces/s of fp32 b1 channels_last off (this run);")
+    print("   faces/s = batch / MEDIAN wall s per call; ratio = faces/s / faces/s of fp32 b1 channels_last off "
+          "(this run);")
     print("   best = the same from the MIN wall time per call; CPU-s/face = median process CPU seconds per face, and")
     print("   ratio CPU = fp32 b1 CPU-s/face / CPU-s/face (robust to other jobs when --threads 1; see README);")
     print("   max|d|, mean|d| = against fp32 channels_last off, same batch size, same inputs (output RGB in [0,1]).")
@@ -224,8 +228,8 @@ def main(argv=None) -> dict:
               "the run; the median columns mix in that load, trust the 'best' columns (and CPU-s) more.")
     if bmax > 1:
         d = (outputs[("fp32", bmax, False)][:1] - outputs[("fp32", 1, False)]).abs()
-        print(f"   fp32 b{bmax} face 0 vs fp32 b1 (same input): max|d| {float(d.max()):.2e}, mean|d| {float(d.mean()):.2e} "
-              "(batching alone)")
+        print(f"   fp32 b{bmax} face 0 vs fp32 b1 (same input): max|d| {float(d.max()):.2e}, "
+              f"mean|d| {float(d.mean()):.2e} (batching alone)")
 
     anchor_info = None
     if anchors:
@@ -233,8 +237,9 @@ def main(argv=None) -> dict:
         runs = [anchors.get(k, {}) for k in ("timing_run1", "timing_run2")]
         anchor_info = {"path": str(anchor_path), "environment": anchors.get("environment")}
         print(f"\n== official anchor (context only, not a ratio; {anchor_path})")
-        print(f"   {anchors.get('environment', {}).get('mode', '')}; "
-              f"{anchors.get('environment', {}).get('threads', '?')} threads, {anchors.get('environment', {}).get('cpu', '')}")
+        anchor_env = anchors.get("environment", {})
+        print(f"   {anchor_env.get('mode', '')}; "
+              f"{anchor_env.get('threads', '?')} threads, {anchor_env.get('cpu', '')}")
         for key in (key_b1, key_b8):
             vals = [r[key] for r in runs if key in r]
             if not vals:

@@ -30,8 +30,10 @@ import argparse
 import importlib.util
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench_util as U
 from pipeline_reference import ReferencePipeline
 from simswap_core import load_arcface, load_generator
-from simswap_core.detection import load_detector
+from simswap_core.detection import FaceDetector, load_detector
 from simswap_core.masks import MaskSpec
 from simswap_core.swap import FaceSwapper, StageTimer
 
@@ -92,7 +94,7 @@ def scene_frame(faces: int) -> torch.Tensor:
 class WallCpuStageTimer(StageTimer):
     """The library's StageTimer (wall seconds per stage, CUDA-synchronised) plus process CPU seconds per stage."""
 
-    def __init__(self, device):
+    def __init__(self, device: torch.device) -> None:
         super().__init__(False, device)
         self.cpu_totals: dict[str, float] = {}
 
@@ -101,7 +103,7 @@ class WallCpuStageTimer(StageTimer):
         self.cpu_totals = {}
 
     @contextmanager
-    def stage(self, name: str):
+    def stage(self, name: str) -> Iterator[None]:
         if not self.enabled:
             yield
             return
@@ -144,7 +146,8 @@ def run_once(pipe, source: torch.Tensor, frames: torch.Tensor, device: torch.dev
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default: cuda if available)")
     p.add_argument("--frames", type=int, default=None,
                    help=f"frames per batch (default {FULL_FRAMES} on CUDA; {CPU_FRAMES} on CPU, see the printed note)")
@@ -165,7 +168,9 @@ def main(argv=None) -> dict:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="batched pipeline's generator precision (the reference is always fp32; anything but fp32 "
                         "makes the outputs differ by the precision drift)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads and the detector's onnxruntime intra-op threads (default: their defaults)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads and the detector's onnxruntime intra-op threads (default: their "
+                        "defaults)")
     p.add_argument("--weights-dir", default=None, help="folder for the seeded weights (default: a temp folder)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write all results to this JSON file")
     args = p.parse_args(argv)
@@ -184,12 +189,14 @@ def main(argv=None) -> dict:
         why = (f"on CPU a {FULL_FRAMES}-frame batch of the 6-face scene is {FULL_FRAMES * 6} generator calls per "
                f"pipeline (~0.35 s each on 2 quiet cores, several times that on a loaded machine), far too slow for "
                f"a default run" if device.type == "cpu" and args.frames is None else "set by --frames")
-        print(f"   NOTE                     batch of {frames_n} frames instead of the {FULL_FRAMES} of the issue: {why}")
+        print(f"   NOTE                     batch of {frames_n} frames instead of the {FULL_FRAMES} of the issue: "
+              f"{why}")
 
     weights = U.SeededWeights(args.weights_dir, ("g224", "arcface"))
     t0 = time.perf_counter()
     gen = load_generator(weights.paths["g224"]).to(device).eval()
     arc = load_arcface(weights.paths["arcface"]).to(device).eval()
+    det: FaceDetector
     if args.threads:                             # the detector's onnxruntime session gets the same thread count
         from simswap_core.detection import YuNetDetector
         det = YuNetDetector(None, device=device, threads=args.threads)
@@ -230,8 +237,8 @@ def main(argv=None) -> dict:
           f"{time.perf_counter() - t0:.1f} s")
 
     # --- timed rounds, interleaved: scene by scene, pipeline order alternating ---
-    runs = {(s, n): [] for s in scenes for n in pipes}
-    check = {}
+    runs: dict[tuple[int, str], list[dict[str, Any]]] = {(s, n): [] for s in scenes for n in pipes}
+    check: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor, int]]] = {}
     loads = []
     t_start = time.perf_counter()
     r = 0
@@ -263,7 +270,7 @@ def main(argv=None) -> dict:
     print(f"\n== results: {frames_n} frames of 1280x720 per batch, {device}, {threads} threads, {repeats} timed "
           f"round(s) in {timing_s:.0f} s (load avg per round: {', '.join(f'{x:.1f}' for x in loads if x is not None)})")
     for s in scenes:
-        res_s = {}
+        res_s: dict[str, Any] = {}
         for name in pipes:
             rs = runs[(s, name)]
             tot = sum(x["total_s"] for x in rs)
@@ -277,7 +284,8 @@ def main(argv=None) -> dict:
                            "stage_share": {k: v / tot for k, v in stage_sum.items()},
                            "stage_cpu_share": {k: v / cpu_tot for k, v in cpu_sum.items()},
                            "stage_cpu_s_per_run": {k: v / len(rs) for k, v in cpu_sum.items()},
-                           "swap_s": swap, "swap_cpu_s": swap_cpu, "fps_median": frames_n / swap["median"], "fps_best": frames_n / swap["min"],
+                           "swap_s": swap, "swap_cpu_s": swap_cpu, "fps_median": frames_n / swap["median"],
+                           "fps_best": frames_n / swap["min"],
                            "total_s_per_run": tot / len(rs), "identity_call_s": [x["identity_call_s"] for x in rs]}
         b_img, b_mask, nf = check[s]["batched"]
         r_img, r_mask, _ = check[s]["reference"]
@@ -286,7 +294,8 @@ def main(argv=None) -> dict:
         ratio = res_s["batched"]["fps_median"] / res_s["reference"]["fps_median"]
         ratio_best = res_s["batched"]["fps_best"] / res_s["reference"]["fps_best"]
         ratio_cpu = res_s["reference"]["swap_cpu_s"]["median"] / res_s["batched"]["swap_cpu_s"]["median"]
-        res_s.update({"speed_ratio_best": ratio_best, "speed_ratio_cpu": ratio_cpu, "faces_swapped": nf, "max_abs_diff_images": float(d.max()), "mean_abs_diff_images": float(d.mean()),
+        res_s.update({"speed_ratio_best": ratio_best, "speed_ratio_cpu": ratio_cpu, "faces_swapped": nf,
+                      "max_abs_diff_images": float(d.max()), "mean_abs_diff_images": float(d.mean()),
                       "max_abs_diff_mask": float(dm.max()), "speed_ratio_batched_over_reference": ratio})
         results[str(s)] = res_s
 
@@ -311,12 +320,13 @@ def main(argv=None) -> dict:
         print(f"   same output? frames max|d| {res_s['max_abs_diff_images']:.2e}, mean|d| "
               f"{res_s['mean_abs_diff_images']:.2e}; masks max|d| {res_s['max_abs_diff_mask']:.2e}")
 
-    print("\n   s/run = seconds per timed run (extract_identity + swap) in that stage, mean over rounds; share = of the "
-          "whole run (CPU share: the same with process CPU seconds);\n   fps = frames / swap() wall seconds (median or min over rounds); swap CPU-s = process CPU seconds "
-          "of swap() (median).")
+    print("\n   s/run = seconds per timed run (extract_identity + swap) in that stage, mean over rounds; share = "
+          "of the whole run (CPU share: the same with process CPU seconds);\n   fps = frames / swap() wall seconds "
+          "(median or min over rounds); swap CPU-s = process CPU seconds of swap() (median).")
     weights.close()
     data = {"benchmark": "pipeline", "environment": env, "frames": frames_n, "frames_full": FULL_FRAMES,
-            "scenes": scenes, "repeats": repeats, "batch_size": args.batch_size, "face_batch_size": args.face_batch_size, "mask": str(mask),
+            "scenes": scenes, "repeats": repeats, "batch_size": args.batch_size,
+            "face_batch_size": args.face_batch_size, "mask": str(mask),
             "precision": args.precision, "timing_seconds": timing_s, "loadavg_rounds": loads, "results": results,
             "command": " ".join(sys.argv)}
     U.write_json(args.json, data)

@@ -78,6 +78,7 @@ class ReferencePipeline:
                 faces = self.detector.detect(frame).to(self.device)
             dist = None
             if selection.how == "reference" and len(faces):
+                assert reference is not None        # checked above
                 ds = []
                 for f in range(len(faces)):
                     one = faces.select(torch.tensor([f], device=self.device))

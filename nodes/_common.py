@@ -6,11 +6,18 @@ are then ``None`` or plain-torch stand-ins); the V3 socket types of the nodes ar
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:  # simswap_core is imported where it is used
+    from simswap_core.align import AlignedFaces
+    from simswap_core.detection.select import FaceSelection
+    from simswap_core.faces import DetectedFaces
+    from simswap_core.masks import MaskSpec
+    from simswap_core.progress import ProgressFn
 
 try:  # inside ComfyUI
     import folder_paths
@@ -66,7 +73,7 @@ def n1hw_to_mask(x: torch.Tensor) -> torch.Tensor:
     return x[:, 0].to(device=intermediate_device(), dtype=torch.float32).contiguous()
 
 
-def check_faces_match(faces, frames: torch.Tensor, what: str = "faces") -> None:
+def check_faces_match(faces: DetectedFaces, frames: torch.Tensor, what: str = "faces") -> None:
     """Detected faces (SIMSWAP_FACES) must describe exactly these frames [N,3,H,W] (count and size)."""
     from simswap_core.errors import InputError
 
@@ -76,7 +83,8 @@ def check_faces_match(faces, frames: torch.Tensor, what: str = "faces") -> None:
                          f"images")
 
 
-def align_selected(frames: torch.Tensor, faces, crop_size: int, mode: str | None, selection):
+def align_selected(frames: torch.Tensor, faces: DetectedFaces, crop_size: int, mode: str | None,
+                   selection: FaceSelection) -> AlignedFaces:
     """AlignedFaces of the faces ``selection`` keeps (a FaceSelection), aligned on the compute device."""
     from simswap_core.align import align_faces
     from simswap_core.detection import select_faces
@@ -85,13 +93,6 @@ def align_selected(frames: torch.Tensor, faces, crop_size: int, mode: str | None
     faces = faces.to(device)
     chosen = faces.select(select_faces(faces, selection))
     return align_faces(frames.to(device), chosen, int(crop_size), mode)
-
-
-def aligned_on(aligned, device: torch.device):
-    """The same AlignedFaces with its tensors on ``device`` (where ComfyUI keeps intermediates)."""
-    moved = {f.name: getattr(aligned, f.name).to(device) for f in dataclasses.fields(aligned)
-             if isinstance(getattr(aligned, f.name), torch.Tensor)}
-    return dataclasses.replace(aligned, **moved)
 
 
 # ---------------------------------------------------------------------------------------------------- ComfyUI
@@ -120,7 +121,7 @@ def soft_empty_cache() -> None:
     mm.soft_empty_cache()
 
 
-def progress_callback(total: int):
+def progress_callback(total: int) -> ProgressFn | None:
     """A ``progress(done, total)`` callable for the core pipeline: drives ComfyUI's progress bar and raises
     ComfyUI's InterruptProcessingException as soon as the user cancels (checked on every call)."""
     try:
@@ -235,7 +236,7 @@ class ManagedModel:
     """A torch module registered with ComfyUI's model management (a ModelPatcher), so ComfyUI can offload it
     when a diffusion model needs the memory. ``module()`` loads it onto the compute device and returns it."""
 
-    def __init__(self, module: torch.nn.Module, *, kind: str, name: str, path: str, **info):
+    def __init__(self, module: torch.nn.Module, *, kind: str, name: str, path: str, **info: Any) -> None:
         self.kind, self.name, self.path, self.info = kind, name, path, info
         try:
             import comfy.model_management as mm
@@ -283,9 +284,9 @@ class FaceCrops:
     parser:    the ManagedModel face parser given with a parsing mask, else None
     """
     crops: torch.Tensor
-    aligned: object
-    mask_spec: object | None = None
-    parser: object | None = None
+    aligned: AlignedFaces
+    mask_spec: MaskSpec | None = None
+    parser: ManagedModel | None = None
 
     def __len__(self) -> int:
         return int(self.crops.shape[0])

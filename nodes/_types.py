@@ -6,6 +6,8 @@ ComfyUI matches sockets by these type strings; the ``SIMSWAP_`` prefix keeps ano
 """
 from __future__ import annotations
 
+from typing import Any
+
 from comfy_api.latest import io
 
 Generator = io.Custom("SIMSWAP_GENERATOR")    # nodes._common.ManagedModel of a SimSwap generator (info: crop_size)
@@ -18,7 +20,7 @@ FaceCrops = io.Custom("SIMSWAP_FACE_CROPS")   # nodes._common.FaceCrops
 Alignment = io.Custom("SIMSWAP_ALIGNMENT")    # simswap_core.align.AlignedFaces
 
 
-def combo_errors(node: type[io.ComfyNode], **values) -> bool | str:
+def combo_errors(node: type[io.ComfyNode], **values: Any) -> bool | str:
     """``validate_inputs`` helper: True, or the error naming each combo value that is not among its choices.
 
     ComfyUI 0.3.75 checks a V1 list-combo against its choices but not a V3 ``io.Combo`` (newer versions do), so

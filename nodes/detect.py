@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from comfy_api.latest import io
 
 from . import _types as t
 from ._common import CATEGORY, image_to_nchw, nchw_to_image, progress_callback, soft_empty_cache
 from .selection import ORDERS
+
+if TYPE_CHECKING:  # simswap_core is imported where it is used
+    import torch
+
+    from simswap_core.detection import FaceDetector
 
 DETECT_BATCH = 16  # frames per detector call
 
@@ -42,11 +48,11 @@ class SimSwapDetectFaces(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, order):
+    def validate_inputs(cls, order: str | None) -> bool | str:
         return t.combo_errors(cls, order=order)
 
     @classmethod
-    def execute(cls, images, detector, order) -> io.NodeOutput:
+    def execute(cls, images: torch.Tensor, detector: FaceDetector, order: str) -> io.NodeOutput:
         from simswap_core.detection import draw_faces, order_faces
         from simswap_core.faces import DetectedFaces
         from simswap_core.io.frames import frame_ranges

@@ -1,6 +1,8 @@
 """Face-crop nodes: align faces, build face masks, split face crops for restoration, paste faces back."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from comfy_api.latest import io
 
@@ -9,7 +11,6 @@ from ._common import (
     CATEGORY,
     FaceCrops,
     align_selected,
-    aligned_on,
     check_faces_match,
     compute_device,
     image_to_nchw,
@@ -19,6 +20,12 @@ from ._common import (
     progress_callback,
 )
 from .selection import ORDERS, make_mask_spec, make_selection, mask_inputs, validate_face_index
+
+if TYPE_CHECKING:  # simswap_core is imported where it is used
+    from simswap_core.align import AlignedFaces
+    from simswap_core.faces import DetectedFaces
+
+    from ._common import ManagedModel
 
 PASTE_FRAMES_PER_CALL = 16  # frames moved to the compute device per paste call (bounded memory for long videos)
 
@@ -40,7 +47,7 @@ def _crop_masks(aligned, spec, parser) -> torch.Tensor:
     """[F,1,S,S] crop-space masks of ``spec`` (None -> whole crop), built on the compute device."""
     from simswap_core.masks import build_crop_masks
 
-    return build_crop_masks(aligned_on(aligned, compute_device()), spec,
+    return build_crop_masks(aligned.to(compute_device()), spec,
                             parser.module() if parser is not None else None)
 
 
@@ -78,14 +85,15 @@ class SimSwapAlignFaces(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, crop_size, alignment, select, face_index, order):
+    def validate_inputs(cls, crop_size: str | None, alignment: str | None, select: str | None,
+                        face_index: str | None, order: str | None) -> bool | str:
         return t.first_error(validate_face_index(face_index),
                              t.combo_errors(cls, crop_size=crop_size, alignment=alignment, select=select,
                                             order=order))
 
     @classmethod
-    def execute(cls, images, faces, crop_size, alignment, select, face_index, order,
-                generator=None) -> io.NodeOutput:
+    def execute(cls, images: torch.Tensor, faces: DetectedFaces, crop_size: str, alignment: str, select: str,
+                face_index: str, order: str, generator: ManagedModel | None = None) -> io.NodeOutput:
         frames = image_to_nchw(images, "images")
         check_faces_match(faces, frames)
         if generator is not None:
@@ -129,12 +137,13 @@ class SimSwapFaceMask(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mask):
+    def validate_inputs(cls, mask: str | None) -> bool | str:
         return t.combo_errors(cls, mask=mask)
 
     @classmethod
-    def execute(cls, mask, mask_regions, mask_grow, mask_feather, face_crops=None, faces=None, images=None,
-                parser=None) -> io.NodeOutput:
+    def execute(cls, mask: str, mask_regions: str, mask_grow: float, mask_feather: float,
+                face_crops: FaceCrops | None = None, faces: DetectedFaces | None = None,
+                images: torch.Tensor | None = None, parser: ManagedModel | None = None) -> io.NodeOutput:
         from simswap_core.errors import InputError
         from simswap_core.paste import frame_masks
 
@@ -142,7 +151,7 @@ class SimSwapFaceMask(io.ComfyNode):
         if spec.kind == "parsing" and parser is None:
             raise InputError("parser: mask = parsing needs a face parser (SimSwap Load Face Parser)")
         if face_crops is not None:
-            aligned = aligned_on(face_crops.aligned, compute_device())
+            aligned = face_crops.aligned.to(compute_device())
         elif faces is None or images is None:
             raise InputError("face_crops: connect aligned face crops, or both 'faces' (SimSwap Detect Faces) "
                              "and the 'images' they were detected in")
@@ -180,7 +189,7 @@ class SimSwapSplitFaceCrops(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, face_crops) -> io.NodeOutput:
+    def execute(cls, face_crops: FaceCrops) -> io.NodeOutput:
         masks = _crop_masks(face_crops.aligned, face_crops.mask_spec, face_crops.parser)
         return io.NodeOutput(nchw_to_image(face_crops.crops), face_crops.aligned, n1hw_to_mask(masks),
                              nchw_to_image(face_crops.aligned.crops))
@@ -226,12 +235,13 @@ class SimSwapPasteFaces(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, paste_mode):
+    def validate_inputs(cls, paste_mode: str | None) -> bool | str:
         return t.combo_errors(cls, paste_mode=paste_mode)
 
     @classmethod
-    def execute(cls, images, crops, alignment, paste_mode, color_match, feather, erode,
-                crop_masks=None) -> io.NodeOutput:
+    def execute(cls, images: torch.Tensor, crops: torch.Tensor, alignment: AlignedFaces, paste_mode: str,
+                color_match: bool, feather: float, erode: float,
+                crop_masks: torch.Tensor | None = None) -> io.NodeOutput:
         from simswap_core.errors import InputError
         from simswap_core.io.frames import frame_ranges
         from simswap_core.paste import paste_faces
@@ -263,7 +273,7 @@ class SimSwapPasteFaces(io.ComfyNode):
         outs, out_masks = [], []
         for start, stop in frame_ranges(n, PASTE_FRAMES_PER_CALL):
             part, idx = alignment.frames(start, stop)
-            part = aligned_on(part, device)
+            part = part.to(device)
             out, mask = paste_faces(frames[start:stop].to(device), faces[idx.to(faces.device)].to(device), part,
                                     None if masks is None else masks[idx.to(masks.device)].to(device),
                                     feather=float(feather), erode=float(erode), color_match=bool(color_match),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 from comfy_api.latest import io
 
@@ -22,12 +23,20 @@ from ._common import (
 )
 from .selection import ORDERS, make_selection
 
+if TYPE_CHECKING:  # simswap_core is imported where it is used
+    import torch
+
+    from simswap_core.detection import FaceDetector
+    from simswap_core.identity import Identity
+
+    from ._common import ManagedModel
+
 NO_IDENTITIES = "(no identities saved yet)"
 CROP_SIZES = ["auto", "224", "512"]
 DEFAULT_CROP_SIZE = 224  # crop_size = auto without a generator: the official 224 model
 
 
-def identity_crop_size(crop_size: str, generator=None) -> int:
+def identity_crop_size(crop_size: str | None, generator: ManagedModel | None = None) -> int:
     """The crop size to align source faces at: a number chosen in the widget, else (auto) the connected
     generator's crop size, read from the loader's record (the generator is NOT loaded onto the GPU), else 224."""
     if crop_size not in (None, "auto"):
@@ -81,13 +90,15 @@ class SimSwapExtractIdentity(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, face, order, combine, if_no_face, crop_size=None):
+    def validate_inputs(cls, face: str | None, order: str | None, combine: str | None, if_no_face: str | None,
+                        crop_size: str | None = None) -> bool | str:
         return t.combo_errors(cls, face=face, order=order, combine=combine, if_no_face=if_no_face,
                               crop_size=crop_size)
 
     @classmethod
-    def execute(cls, source_images, arcface, detector, face, face_index, order, combine, if_no_face,
-                generator=None, crop_size="auto") -> io.NodeOutput:
+    def execute(cls, source_images: torch.Tensor, arcface: ManagedModel, detector: FaceDetector, face: str,
+                face_index: str, order: str, combine: str, if_no_face: str, generator: ManagedModel | None = None,
+                crop_size: str = "auto") -> io.NodeOutput:
         from simswap_core.identity import extract_identity
 
         images = image_to_nchw(source_images, "source_images")
@@ -166,11 +177,11 @@ class SimSwapSaveIdentity(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, if_exists):
+    def validate_inputs(cls, if_exists: str | None) -> bool | str:
         return t.combo_errors(cls, if_exists=if_exists)
 
     @classmethod
-    def execute(cls, identity, name, if_exists) -> io.NodeOutput:
+    def execute(cls, identity: Identity, name: str, if_exists: str) -> io.NodeOutput:
         from simswap_core.identity import save_identity
 
         path = _identity_file(name, if_exists)
@@ -200,11 +211,11 @@ class SimSwapLoadIdentity(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, identity_name):
+    def validate_inputs(cls, identity_name: str | None) -> bool | str:
         return t.combo_errors(cls, identity_name=identity_name)
 
     @classmethod
-    def fingerprint_inputs(cls, identity_name):
+    def fingerprint_inputs(cls, identity_name: str) -> str | float:
         try:
             return file_fingerprint(full_path(SIMSWAP_FOLDER, f"{IDENTITY_SUBFOLDER}/{identity_name}",
                                               "identity_name"))
@@ -212,7 +223,7 @@ class SimSwapLoadIdentity(io.ComfyNode):
             return float("nan")
 
     @classmethod
-    def execute(cls, identity_name) -> io.NodeOutput:
+    def execute(cls, identity_name: str) -> io.NodeOutput:
         from simswap_core.identity import load_identity
 
         if identity_name == NO_IDENTITIES:

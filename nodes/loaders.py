@@ -95,15 +95,15 @@ class SimSwapGeneratorLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, generator_name, variant, crop_size):
+    def validate_inputs(cls, generator_name: str | None, variant: str | None, crop_size: str | None) -> bool | str:
         return t.combo_errors(cls, generator_name=generator_name, variant=variant, crop_size=crop_size)
 
     @classmethod
-    def fingerprint_inputs(cls, generator_name, variant, crop_size):
+    def fingerprint_inputs(cls, generator_name: str, variant: str, crop_size: str) -> str | float:
         return _fingerprint(lambda: full_path(SIMSWAP_FOLDER, generator_name, "generator_name"), variant, crop_size)
 
     @classmethod
-    def execute(cls, generator_name, variant, crop_size) -> io.NodeOutput:
+    def execute(cls, generator_name: str, variant: str, crop_size: str) -> io.NodeOutput:
         from simswap_core import load_generator
 
         path = full_path(SIMSWAP_FOLDER, generator_name, "generator_name")
@@ -134,15 +134,15 @@ class SimSwapArcFaceLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, arcface_name):
+    def validate_inputs(cls, arcface_name: str | None) -> bool | str:
         return t.combo_errors(cls, arcface_name=arcface_name)
 
     @classmethod
-    def fingerprint_inputs(cls, arcface_name):
+    def fingerprint_inputs(cls, arcface_name: str) -> str | float:
         return _fingerprint(lambda: full_path(SIMSWAP_FOLDER, arcface_name, "arcface_name"))
 
     @classmethod
-    def execute(cls, arcface_name) -> io.NodeOutput:
+    def execute(cls, arcface_name: str) -> io.NodeOutput:
         from simswap_core import load_arcface
 
         path = full_path(SIMSWAP_FOLDER, arcface_name, "arcface_name")
@@ -176,15 +176,15 @@ class SimSwapDetectorLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, detector):
+    def validate_inputs(cls, detector: str | None) -> bool | str:
         return t.combo_errors(cls, detector=detector)
 
     @classmethod
-    def fingerprint_inputs(cls, detector, threshold, det_size):
+    def fingerprint_inputs(cls, detector: str, threshold: float, det_size: int) -> str | float:
         return _fingerprint(lambda: _detector_path(detector), threshold, det_size)
 
     @classmethod
-    def execute(cls, detector, threshold, det_size) -> io.NodeOutput:
+    def execute(cls, detector: str, threshold: float, det_size: int) -> io.NodeOutput:
         from simswap_core.detection import load_detector
 
         path = _detector_path(detector)
@@ -216,15 +216,15 @@ class SimSwapParserLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, parser_name):
+    def validate_inputs(cls, parser_name: str | None) -> bool | str:
         return t.combo_errors(cls, parser_name=parser_name)
 
     @classmethod
-    def fingerprint_inputs(cls, parser_name):
+    def fingerprint_inputs(cls, parser_name: str) -> str | float:
         return _fingerprint(lambda: full_path(SIMSWAP_FOLDER, parser_name, "parser_name"))
 
     @classmethod
-    def execute(cls, parser_name) -> io.NodeOutput:
+    def execute(cls, parser_name: str) -> io.NodeOutput:
         from simswap_core.models.loaders import load_parser
 
         path = full_path(SIMSWAP_FOLDER, parser_name, "parser_name")

@@ -1,7 +1,11 @@
 """Widget values -> simswap_core FaceSelection (shared by the identity and swap nodes)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # simswap_core is imported where it is used
+    from simswap_core.detection.select import FaceSelection
+    from simswap_core.masks import MaskSpec
 
 ORDERS = ["left-right", "top-bottom", "size", "score"]
 SELECT_MODES = ["all", "largest", "best", "index", "reference"]
@@ -22,7 +26,7 @@ def parse_indices(text: str, name: str = "face_index") -> tuple[int, ...]:
     return values
 
 
-def validate_face_index(face_index) -> bool | str:
+def validate_face_index(face_index: str | None) -> bool | str:
     """validate_inputs helper: True, or the error ComfyUI shows before anything runs (None = a linked input)."""
     if face_index is None:
         return True
@@ -33,7 +37,8 @@ def validate_face_index(face_index) -> bool | str:
     return True
 
 
-def make_selection(how: str, indices: str = "0", order: str = "left-right", threshold: float | None = None):
+def make_selection(how: str, indices: str = "0", order: str = "left-right",
+                   threshold: float | None = None) -> FaceSelection:
     from simswap_core.detection.select import FaceSelection
     from simswap_core.errors import InputError
 
@@ -75,7 +80,7 @@ def mask_inputs(default_kind: str = "box") -> list:
     ]
 
 
-def make_mask_spec(mask: str, mask_regions: str, mask_grow: float, mask_feather: float):
+def make_mask_spec(mask: str, mask_regions: str, mask_grow: float, mask_feather: float) -> MaskSpec:
     from simswap_core.errors import InputError
     from simswap_core.masks import MaskSpec
 

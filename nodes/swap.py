@@ -1,13 +1,15 @@
 """SimSwap Swap: the whole pipeline on an IMAGE batch (detect, select, align, generate, mask, paste)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from comfy_api.latest import io
 
 from . import _types as t
 from ._common import (
     CATEGORY,
     FaceCrops,
-    aligned_on,
+    ManagedModel,
     check_faces_match,
     check_interrupt,
     compute_device,
@@ -21,8 +23,17 @@ from ._common import (
 )
 from .selection import ORDERS, SELECT_MODES, make_mask_spec, make_selection, mask_inputs, validate_face_index
 
+if TYPE_CHECKING:  # simswap_core is imported where it is used
+    import torch
 
-def make_swapper(generator, arcface, detector, parser=None):
+    from simswap_core.detection import FaceDetector
+    from simswap_core.faces import DetectedFaces
+    from simswap_core.identity import Identity
+    from simswap_core.swap import FaceSwapper
+
+
+def make_swapper(generator: ManagedModel, arcface: ManagedModel, detector: FaceDetector,
+                 parser: ManagedModel | None = None) -> FaceSwapper:
     """A FaceSwapper over models managed by ComfyUI (loaded onto the compute device now)."""
     from simswap_core.swap import FaceSwapper
 
@@ -103,16 +114,19 @@ class SimSwapSwap(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, faces, face_index, order, mask, paste_mode, if_no_face):
+    def validate_inputs(cls, faces: str | None, face_index: str | None, order: str | None, mask: str | None,
+                        paste_mode: str | None, if_no_face: str | None) -> bool | str:
         return t.first_error(validate_face_index(face_index),
                              t.combo_errors(cls, faces=faces, order=order, mask=mask, paste_mode=paste_mode,
                                             if_no_face=if_no_face))
 
     @classmethod
-    def execute(cls, images, identity, generator, arcface, detector, faces, face_index, order, mask, mask_regions,
-                mask_grow, mask_feather, paste_mode, color_match, if_no_face, batch_size, reference=None,
-                reference_threshold=0.03, parser=None, temporal_smoothing=0.0,
-                detected_faces=None) -> io.NodeOutput:
+    def execute(cls, images: torch.Tensor, identity: Identity, generator: ManagedModel, arcface: ManagedModel,
+                detector: FaceDetector, faces: str, face_index: str, order: str, mask: str, mask_regions: str,
+                mask_grow: float, mask_feather: float, paste_mode: str, color_match: bool, if_no_face: str,
+                batch_size: int, reference: Identity | None = None, reference_threshold: float = 0.03,
+                parser: ManagedModel | None = None, temporal_smoothing: float = 0.0,
+                detected_faces: DetectedFaces | None = None) -> io.NodeOutput:
         from simswap_core.errors import InputError
 
         frames = image_to_nchw(images, "images")
@@ -141,7 +155,7 @@ class SimSwapSwap(io.ComfyNode):
                               progress=progress_callback(n))
         soft_empty_cache()
         keep = intermediate_device()  # the crops of a whole video must not stay on the GPU
-        crops = FaceCrops(crops=result.swapped.to(keep), aligned=aligned_on(result.aligned, keep), mask_spec=spec,
+        crops = FaceCrops(crops=result.swapped.to(keep), aligned=result.aligned.to(keep), mask_spec=spec,
                           parser=parser)
         return io.NodeOutput(nchw_to_image(result.images), n1hw_to_mask(result.mask), crops)
 

@@ -16,7 +16,8 @@ Method
    * cli: ``python -m simswap_core.cli swap|faces ... --device cpu --quiet`` (old module or new package);
    * nodes: a real ComfyUI server (``.cache/comfyui``, ``--cpu``) whose only custom node pack is a symlink
      ``ComfyUI-SimSwap`` -> that checkout; the API workflows of the CURRENT checkout's ``workflows/api`` are posted
-     to both servers unchanged, and every image listed in ``/history`` outputs is read back through ``/view``.
+     to both servers unchanged (plus, as ``<name>@ref``, REV's own version of each file changed since: saved
+     workflows must keep working), and every image listed in ``/history`` outputs is read back through ``/view``.
 4. Outputs are compared decoded: images and video frames pixel for pixel (``np.array_equal``; otherwise the max abs
    difference and the number of differing pixels are shown), JSON by equality, safetensors tensor by tensor.
    Reference results are cached per commit and per case definition, so a second run only recomputes the current
@@ -50,7 +51,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 PACK = "ComfyUI-SimSwap"
-CASE_VERSION = "1"  # bump when inputs or case definitions change: cached reference results are then recomputed
+CASE_VERSION = "3"  # bump when inputs or case definitions change: cached reference results are then recomputed
 SEED = 1234
 THREADS = "2"  # fixed for both sides: CPU kernels may round differently with another thread count
 CLI_TIMEOUT, PROMPT_TIMEOUT, STARTUP_TIMEOUT = 300, 600, 240
@@ -65,8 +66,9 @@ CLI_CASES: dict[str, list[str]] = {
     "official_parsing": ["--paste", "official", "--mask", "parsing", "--parser", "{parser}"],
     "color_match": ["--color-match"],
     "faces_index2": ["--faces", "index:2"],
+    "faces_index04": ["--faces", "index:0,4"],
     "faces_largest": ["--faces", "largest"],
-    "faces_ref": ["--faces", "ref:{inputs}/ref_face.png"],
+    "faces_ref": ["--faces", "ref:{inputs}/ref_face.png", "--id-threshold", "1e6"],  # seeded ArcFace: closest face
     "size512": ["--size", "512", "--generator", "{g512}"],
     "bf16": ["--precision", "bf16"],
     "folder": ["--target", "{inputs}/frames", "--out", "frames_out"],
@@ -199,7 +201,7 @@ def http(base: str, path: str, body: dict | None = None, timeout: float = 30) ->
         raise RuntimeError(f"{req.method} {path} -> {e.code}: {msg}") from None
 
 
-def run_nodes(checkout: Path, out: Path, cases: list[str], workflows: dict[str, Path], models: Path,
+def run_nodes(checkout: Path, out: Path, cases: list[str], workflows: dict[str, str], models: Path,
               keep: bool) -> dict[str, str | None]:
     comfy = Path(os.environ.get("SIMSWAP_COMFYUI_DIR") or REPO / ".cache" / "comfyui")
     root = Path(tempfile.mkdtemp(prefix="simswap_same_comfy_"))
@@ -226,7 +228,8 @@ def run_nodes(checkout: Path, out: Path, cases: list[str], workflows: dict[str, 
            "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK,
            "--input-directory", str(dirs["input"]), "--output-directory", str(dirs["output"]),
            "--temp-directory", str(dirs["temp"]), "--user-directory", str(dirs["user"]),
-           "--database-url", "sqlite:///:memory:", "--disable-auto-launch", "--disable-api-nodes", "--disable-metadata"]
+           "--database-url", "sqlite:///:memory:", "--disable-auto-launch", "--disable-api-nodes", "--disable-metadata",
+           "--cache-none"]  # no node results kept between prompts: each workflow runs alone, as on a fresh server
     log_path = root / "comfyui.log"
     errors: dict[str, str | None] = {}
     with open(log_path, "wb") as log:
@@ -252,12 +255,15 @@ def run_nodes(checkout: Path, out: Path, cases: list[str], workflows: dict[str, 
                 case_dir.mkdir(parents=True)
                 t0 = time.monotonic()
                 try:
-                    run_prompt(base, json.loads(workflows[name].read_text()), case_dir, proc)
+                    run_prompt(base, json.loads(workflows[name]), case_dir, proc)
                     for ident in sorted((sim / "identities").glob("*")):  # files written by Save Identity
                         shutil.move(str(ident), case_dir / f"identity_{ident.name}")
                     errors[name] = None
                 except Exception as e:  # reported per case
                     errors[name] = f"{type(e).__name__}: {e}"
+                for d in (dirs["output"], dirs["temp"]):  # SaveImage counters restart: names don't depend on order
+                    shutil.rmtree(d)
+                    d.mkdir()
                 SECONDS[f"nodes:{name}"] = time.monotonic() - t0
         except Exception as e:  # no server: every case has this error
             errors = {n: errors.get(n, f"{type(e).__name__}: {e}") for n in cases}
@@ -350,11 +356,12 @@ def compare(ref: Path, cur: Path) -> str:
             notes.append(rel + (f" ({d[2]})" if d[2] else ""))
     if not notes:
         return "identical"
-    return f"DIFFERENT max abs diff {worst:g}, {pixels} pixels differ in {', '.join(notes)}"
+    where = ", ".join(notes)
+    return f"DIFFERENT max abs diff {worst:g}, {pixels} pixels differ in {where}" if pixels else f"DIFFERENT {where}"
 
 
 def run_side(label: str, checkout: Path, out: Path, cli: list[str], nodes: list[str], subst: dict[str, str],
-             workflows: dict[str, Path], models: Path, keep: bool) -> dict[str, str | None]:
+             workflows: dict[str, str], models: Path, keep: bool) -> dict[str, str | None]:
     t0 = time.monotonic()
     errors = run_cli(checkout, out / "cli", cli, subst) if cli else {}
     errors.update({f"nodes:{k}": v for k, v in
@@ -381,9 +388,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.ref:
         ap.error("--ref REV is required")
     sha = sh(["git", "-C", str(REPO), "rev-parse", "--verify", f"{args.ref}^{{commit}}"])
+    current = Path(args.current or REPO).resolve()
+    workflows = {p.stem: p.read_text().strip() for p in sorted((current / "workflows" / "api").glob("*.json"))}
+    for rel in sh(["git", "-C", str(REPO), "ls-tree", "--name-only", sha, "workflows/api/"]).split():
+        text = sh(["git", "-C", str(REPO), "show", f"{sha}:{rel}"]) if rel.endswith(".json") else ""
+        if text and text != workflows.get(Path(rel).stem):  # REV's own file, changed since: old files must still run
+            workflows[f"{Path(rel).stem}@ref"] = text
+    wanted = set(args.cases.split(",")) if args.cases else None
+    cli = [c for c in CLI_CASES if args.only != "nodes" and (wanted is None or c in wanted)]
+    nodes = [w for w in workflows if args.only != "cli" and (wanted is None or w in wanted)]
+    unknown = (wanted or set()) - set(cli) - set(nodes)
+    if unknown:
+        ap.error(f"unknown case(s) {sorted(unknown)}; known: {list(CLI_CASES)} + {list(workflows)}")
     ref = Path(args.worktree or f"/tmp/simswap_ref_{sha[:7]}").resolve()
     created = ensure_worktree(sha, ref)
-    current = Path(args.current or REPO).resolve()
     cache = REPO / ".cache" / "same_outputs" / sha
     inputs, models = cache / "inputs", cache / "models"
     make_inputs(inputs)
@@ -393,16 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     weights = json.loads((models / "files.json").read_text())
     subst = {"inputs": str(inputs), "g224": weights["g224"], "g512": weights["g512"], "arcface": weights["arcface"],
              "parser": weights["parser"]}
-    workflows = {p.stem: p for p in sorted((current / "workflows" / "api").glob("*.json"))}
-    wanted = set(args.cases.split(",")) if args.cases else None
-    cli = [c for c in CLI_CASES if args.only != "nodes" and (wanted is None or c in wanted)]
-    nodes = [w for w in workflows if args.only != "cli" and (wanted is None or w in wanted)]
-    unknown = (wanted or set()) - set(cli) - set(nodes)
-    if unknown:
-        ap.error(f"unknown case(s) {sorted(unknown)}; known: {list(CLI_CASES)} + {list(workflows)}")
 
     def key(case: str) -> str:
-        spec = json.dumps(CLI_CASES[case]) if case in CLI_CASES else workflows[case].read_text()
+        spec = json.dumps(CLI_CASES[case]) if case in CLI_CASES else workflows[case]
         return hashlib.sha256(f"{CASE_VERSION}\n{spec}".encode()).hexdigest()
 
     index_path = cache / "ref" / "index.json"

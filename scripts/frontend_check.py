@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def discover(paths: list[str]) -> tuple[list[Path], list[str], list[str]]:
     by_name: dict[str, list[Path]] = {}
     for u in uis:
         by_name.setdefault(u.name, []).append(u)
-    for name, ps in by_name.items():
+    for ps in by_name.values():
         if len(ps) > 1:
             a = json.loads(ps[0].read_text())
             for other in ps[1:]:
@@ -186,6 +187,7 @@ class Server:
 
     def request(self, method: str, path: str, body=None, raw=False):
         data = None if body is None else json.dumps(body).encode()
+        assert self.url is not None, "Server.request: use the Server as a context manager"
         r = urllib.request.Request(self.url + path, data=data, method=method,
                                    headers={"Content-Type": "application/json"} if data else {})
         try:
@@ -224,6 +226,7 @@ def compare_prompts(got: dict, want: dict) -> tuple[list[str], list[str]]:
     for nid in sorted(set(got) | set(want), key=lambda k: (len(k), k)):
         g, w = got.get(nid), want.get(nid)
         if g is None:
+            assert w is not None  # nid is a key of got or of want
             bad.append(f"node {nid} ({w.get('class_type')}) is in the API copy, not in graphToPrompt's output")
             continue
         if w is None:
@@ -237,7 +240,8 @@ def compare_prompts(got: dict, want: dict) -> tuple[list[str], list[str]]:
             if k not in gi:
                 bad.append(f"node {nid} ({g['class_type']}): input {k!r} = {json.dumps(wi[k])} only in the API copy")
             elif k not in wi:
-                bad.append(f"node {nid} ({g['class_type']}): input {k!r} = {json.dumps(gi[k])} missing from the API copy")
+                bad.append(f"node {nid} ({g['class_type']}): input {k!r} = {json.dumps(gi[k])} missing from the "
+                           f"API copy")
             elif not same_value(gi[k], wi[k]):
                 bad.append(f"node {nid} ({g['class_type']}): input {k!r}: frontend {json.dumps(gi[k])} != "
                            f"API copy {json.dumps(wi[k])}")
@@ -273,7 +277,8 @@ def validate_prompt(prompt: dict, info: dict) -> list[str]:
                     continue
                 souts = info.get(src.get("class_type"), {}).get("output", [])
                 if v[1] >= len(souts):
-                    bad.append(f"node {nid} ({ct}): input {name!r} links to output {v[1]} of node {v[0]}, which has {len(souts)}")
+                    bad.append(f"node {nid} ({ct}): input {name!r} links to output {v[1]} of node {v[0]}, which "
+                               f"has {len(souts)}")
                 elif not isinstance(t, list) and t != "*" and souts[v[1]] != "*" and \
                         not set(str(t).split(",")) & set(str(souts[v[1]]).split(",")):
                     bad.append(f"node {nid} ({ct}): input {name!r} ({t}) linked to a {souts[v[1]]} output")
@@ -299,7 +304,8 @@ def validate_prompt(prompt: dict, info: dict) -> list[str]:
 
 def check_templates(srv: Server) -> tuple[list[str], list[str], list[str]]:
     """(listed names, failures, notes) for /api/workflow_templates and the served files."""
-    fails, notes = [], []
+    fails: list[str] = []
+    notes: list[str] = []
     status, listing = srv.request("GET", "/api/workflow_templates")
     if status != 200 or not isinstance(listing, dict):
         return [], [f"GET /api/workflow_templates -> {status}: {listing!r:.200}"], notes
@@ -321,7 +327,7 @@ def check_templates(srv: Server) -> tuple[list[str], list[str], list[str]]:
     if dupes:
         fails.append(f"template names listed twice (same name in two template folders): {dupes}")
     for name in sorted(set(listed)):
-        st, body = srv.request("GET", f"/api/workflow_templates/{PACK}/{urllib.request.quote(name)}.json", raw=True)
+        st, body = srv.request("GET", f"/api/workflow_templates/{PACK}/{urllib.parse.quote(name)}.json", raw=True)
         if st != 200:
             fails.append(f"template {name!r} is listed but GET /api/workflow_templates/{PACK}/{name}.json -> {st}")
             continue
@@ -345,10 +351,12 @@ def find_node() -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("paths", nargs="*", help="UI workflow files or folders (default: workflows/ and example_workflows/)")
+    ap.add_argument("paths", nargs="*",
+                    help="UI workflow files or folders (default: workflows/ and example_workflows/)")
     ap.add_argument("--url", help="use a running ComfyUI (with this pack loaded) instead of starting one")
     ap.add_argument("--chromium", default=os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium"))
-    ap.add_argument("--screenshots", action="store_true", help="write docs/workflow_basic_swap.png and docs/templates_menu.png")
+    ap.add_argument("--screenshots", action="store_true",
+                    help="write docs/workflow_basic_swap.png and docs/templates_menu.png")
     ap.add_argument("--shot-workflow", help="UI workflow for the README screenshot (default: the basic swap one)")
     ap.add_argument("--shot-dir", default=str(REPO / "docs"))
     ap.add_argument("--run", action="store_true", help="with --screenshots: queue the workflow from the UI first")
@@ -365,10 +373,11 @@ def main(argv=None) -> int:
     if not Path(args.chromium).exists():
         raise SystemExit(f"chromium not found at {args.chromium} (apt-get install -y chromium, or --chromium)")
     if (args.screenshots or args.thumbnails) and args.url:
-        raise SystemExit("--screenshots starts its own server (only public-domain photos in its input folder); drop --url")
+        raise SystemExit("--screenshots starts its own server (only public-domain photos in its input folder); "
+                         "drop --url")
     node = find_node()
     per_wf: dict[str, dict] = {}
-    names = {}
+    names: dict[Path, str] = {}
     for u in uis:  # unique display names
         n = u.stem if u.stem not in names.values() else f"{u.parent.name}/{u.stem}"
         names[u] = n
@@ -396,7 +405,8 @@ def main(argv=None) -> int:
             shot_dir = Path(args.shot_dir)
             shot_dir.mkdir(parents=True, exist_ok=True)
             wf = Path(args.shot_workflow) if args.shot_workflow else next(
-                (u for u in uis if "basic" in u.stem), next((u for u in uis if "swap" in u.stem), uis[0] if uis else None))
+                (u for u in uis if "basic" in u.stem),
+                next((u for u in uis if "swap" in u.stem), uis[0] if uis else None))
             if wf is not None:
                 job["screenshots"].append({"workflow": str(wf), "name": wf.stem, "run": args.run,
                                            "out": str(shot_dir / "workflow_basic_swap.png")})
@@ -416,7 +426,8 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         if res.get("fatal"):
             fails.append(f"browser: {res['fatal'][:1500]}")
-        if (args.screenshots or args.thumbnails) and srv.server is not None:  # the rule: only public-domain photos may be on screen
+        # the rule: only public-domain photos may be on screen
+        if (args.screenshots or args.thumbnails) and srv.server is not None:
             astro_only = all(hashlib.sha256(p.read_bytes()).hexdigest() == srv.inputs.get(str(p.relative_to(
                 srv.server.input_dir))) for p in srv.server.input_dir.rglob("*") if p.is_file())
             if not astro_only:
@@ -466,7 +477,8 @@ def main(argv=None) -> int:
         per_wf[name] = {"path": r["path"], "api": str(api_path) if api_path else None, "fails": wfails,
                         "notes": wnotes, "prompt": prompt, "console": r.get("console", []),
                         "frontend_only_nodes": r.get("frontend_only", []),
-                        "counts": {k: r.get(k) for k in ("expected_nodes", "loaded_nodes", "expected_links", "loaded_links")}}
+                        "counts": {k: r.get(k) for k in ("expected_nodes", "loaded_nodes", "expected_links",
+                                                          "loaded_links")}}
 
     shots = []
     for s in res.get("screenshots", []):
@@ -477,7 +489,7 @@ def main(argv=None) -> int:
 
                 im = Image.open(s["out"]).convert("RGB")
                 if im.width > 800:
-                    im = im.resize((800, round(800 * im.height / im.width)), Image.LANCZOS)
+                    im = im.resize((800, round(800 * im.height / im.width)), Image.Resampling.LANCZOS)
                 im.save(s["out"], quality=85)
         else:
             fails.append(f"screenshot {s.get('out')}: {str(s.get('error'))[:600]}")
@@ -492,7 +504,7 @@ def main(argv=None) -> int:
     rel = lambda p: str(Path(p).relative_to(REPO)) if Path(p).is_relative_to(REPO) else str(p)
     print(f"frontend check: ComfyUI at {srv.url}, {len(pack_nodes)} {PACK} node types, "
           f"{len(per_wf)} UI workflow(s)")
-    for name, r in per_wf.items():
+    for r in per_wf.values():
         api = rel(r["api"]) if r["api"] else "no API copy"
         print(f"  {'FAIL' if r['fails'] else 'ok  '} {rel(r['path'])}  (vs {api})")
         for m in r["fails"]:

@@ -26,16 +26,16 @@ def main() -> None:
         for kind in ("g224", "g512"):
             g = ss.load_generator(files[kind])
             out = g(torch.from_numpy(z[f"{kind}_target_u8"]).float() / 255, torch.from_numpy(z[f"{kind}_latent"]))
-            print(f"{kind} generator        max|d| {float((out - torch.from_numpy(z[f'{kind}_output'])).abs().max()):.2e}"
-                  "  (bound 1e-4)")
+            err = float((out - torch.from_numpy(z[f"{kind}_output"])).abs().max())
+            print(f"{kind} generator        max|d| {err:.2e}  (bound 1e-4)")
         arc = ss.load_arcface(files["arcface"])
         ref = torch.from_numpy(z["arc_output"])
         rel = float((arc(torch.from_numpy(z["arc_input"])) - ref).abs().max() / ref.abs().max())
         print(f"arcface raw embedding max|d| / max|ref| {rel:.2e}  (bound 2e-5)")
         for kind in ("pipe224", "pipe512"):
             lat = ss.identity_latent(arc, torch.from_numpy(z[f"{kind}_id_u8"]).float() / 255)
-            print(f"{kind} identity latent max|d| {float((lat - torch.from_numpy(z[f'{kind}_latent'])).abs().max()):.2e}"
-                  "  (bound 1e-5)")
+            err = float((lat - torch.from_numpy(z[f"{kind}_latent"])).abs().max())
+            print(f"{kind} identity latent max|d| {err:.2e}  (bound 1e-5)")
 
 
 if __name__ == "__main__":

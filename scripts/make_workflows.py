@@ -69,7 +69,7 @@ def widget_names(info: dict) -> list[str]:
     return [n for n, t, o, _ in input_specs(info) if is_widget(t, o)]
 
 
-def socket_inputs(info: dict) -> list[tuple[str, str, bool]]:
+def socket_inputs(info: dict) -> list[tuple[str, object, bool]]:
     return [(n, t, opt) for n, t, o, opt in input_specs(info) if not is_widget(t, o)]
 
 
@@ -190,6 +190,7 @@ class Workflow:
         for node in self.nodes:
             pos = [round(40 + node.col * 460), round(40 + node.row * 150)]
             if node.type in FRONTEND_ONLY:
+                assert node.size is not None, f"{node.type} (frontend-only) needs a size"
                 nodes.append({"id": node.id, "type": node.type, "pos": pos, "size": list(node.size),
                               "flags": {}, "order": order[node.id], "mode": 0, "inputs": [], "outputs": [],
                               "title": node.title, "properties": {"text": ""},
@@ -204,10 +205,10 @@ class Workflow:
                 wv.extend(extra_widget_values(name, *specs[name]))
             inputs = []
             for name, typ, optional in socket_inputs(info):
-                item = {"name": name, "type": typ, "link": in_links.get((node.id, name))}
+                socket = {"name": name, "type": typ, "link": in_links.get((node.id, name))}
                 if optional:
-                    item["shape"] = 7
-                inputs.append(item)
+                    socket["shape"] = 7
+                inputs.append(socket)
             outputs = []
             for slot, (typ, oname) in enumerate(zip(info["output"], info["output_name"])):
                 outputs.append({"name": oname, "type": typ, "links": out_links.get((node.id, slot), []),

@@ -65,9 +65,16 @@ _LAZY: dict[str, str] = {
     "SwapResult": "swap",
 }
 
+# spelled out (not built from _LAZY) so linters and type checkers see the re-exports; tests/test_load_model.py
+# checks that it names exactly the error classes and _LAZY
 __all__ = [
     "CheckpointError", "DependencyError", "InputError", "MissingModelError", "NoFaceError", "SimSwapError",
-    "UnsafeCheckpointError", *_LAZY,
+    "UnsafeCheckpointError", "load_generator", "load_arcface", "convert_checkpoint", "inspect_checkpoint",
+    "load_model", "identity_latent", "identity_embedding", "Identity", "combine_identities", "save_identity",
+    "load_identity", "SimSwapGenerator", "GeneratorConfig", "IResNet", "ArcFaceConfig", "write_seeded_checkpoints",
+    "seeded_state_dict", "DetectedFaces", "AlignedFaces", "align_faces", "estimate_alignment", "warp_faces",
+    "invert_affine", "paste_faces", "load_parser", "load_detector", "FaceSelection", "select_faces", "order_faces",
+    "find_model", "FaceSwapper", "SwapResult",
 ]
 
 

@@ -116,7 +116,8 @@ def _check_mode(mode: str) -> str:
     return m
 
 
-def templates(crop_size: int, mode: str, device=None, dtype=torch.float32) -> torch.Tensor:
+def templates(crop_size: int, mode: str, device: torch.device | str | None = None,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """[T,5,2] template points in crop pixels (T=5 for "none", 1 for "ffhq")."""
     mode = _check_mode(mode)
     if mode == "ffhq":
@@ -212,8 +213,10 @@ def sample_grid(matrices: torch.Tensor, height: int, width: int, src_h: int, src
         t = m[:, :, 2] + m[:, :, 0] * ox[:, None] + m[:, :, 1] * oy[:, None]
         m = torch.cat([m[:, :, :2], t[..., None]], -1)
     # src_x = a*x + b*y + c, evaluated separably: [F,h,w]
-    sx = m[:, 0, 0, None, None] * xs[None, None, :] + m[:, 0, 1, None, None] * ys[None, :, None] + m[:, 0, 2, None, None]
-    sy = m[:, 1, 0, None, None] * xs[None, None, :] + m[:, 1, 1, None, None] * ys[None, :, None] + m[:, 1, 2, None, None]
+    sx = (m[:, 0, 0, None, None] * xs[None, None, :] + m[:, 0, 1, None, None] * ys[None, :, None]
+          + m[:, 0, 2, None, None])
+    sy = (m[:, 1, 0, None, None] * xs[None, None, :] + m[:, 1, 1, None, None] * ys[None, :, None]
+          + m[:, 1, 2, None, None])
     # pixel centre i -> normalised (2i+1)/W - 1 (align_corners=False)
     gx = (2.0 * sx + 1.0) / src_w - 1.0
     gy = (2.0 * sy + 1.0) / src_h - 1.0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -64,7 +65,7 @@ class DetectedFaces:
                              self.frame_index.to(device), list(self.frame_sizes),
                              None if self.track_id is None else self.track_id.to(device))
 
-    def replace(self, **fields: object) -> DetectedFaces:
+    def replace(self, **fields: Any) -> DetectedFaces:
         """A copy with some fields replaced (e.g. ``points=`` smoothed landmarks, ``track_id=``)."""
         return dataclasses.replace(self, **fields)
 
@@ -113,8 +114,8 @@ class DetectedFaces:
         for it in items:
             idx.append(it.frame_index + offset)
             offset += it.num_frames
-        tracks = [i.track_id for i in items]
-        track_id = torch.cat(tracks) if all(t is not None for t in tracks) else None
+        tracks = [i.track_id for i in items if i.track_id is not None]
+        track_id = torch.cat(tracks) if len(tracks) == len(items) else None
         return DetectedFaces(torch.cat([i.boxes for i in items]), torch.cat([i.points for i in items]),
                              torch.cat([i.scores for i in items]), torch.cat(idx),
                              [s for i in items for s in i.frame_sizes], track_id)

@@ -142,11 +142,11 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
 
     frames: [N,3,H,W] RGB [0,1]; faces: [F,3,S,S] RGB [0,1] (generator outputs, same order as ``aligned``);
     crop_masks: [F,1,S,S] in [0,1] or None (default mode: the blend mask, None = whole crop; official mode: the
-    in-crop composition mask, e.g. ``masks.official_parsing_crop_masks`` for SimSwap's parsing paste). feather/erode: seam ramp at the crop border, fractions of S
-    (default mode only; the official mode uses its absolute 40/41-pixel constants). color_match: Lab mean/std
-    transfer of each swapped face to its target crop inside its mask. detail: default mode only, see the
-    module docstring. uint8_truncate: official mode only, floor to 1/255 steps inside the mask like the official
-    ``astype(uint8)``.
+    in-crop composition mask, e.g. ``masks.official_parsing_crop_masks`` for SimSwap's parsing paste).
+    feather/erode: seam ramp at the crop border, fractions of S (default mode only; the official mode uses its
+    absolute 40/41-pixel constants). color_match: Lab mean/std transfer of each swapped face to its target crop
+    inside its mask. detail: default mode only, see the module docstring. uint8_truncate: official mode only, floor
+    to 1/255 steps inside the mask like the official ``astype(uint8)``.
 
     Returns (frames [N,3,H,W], union mask [N,1,H,W]); outside the mask the frames are bit-identical to the input.
     """
@@ -157,7 +157,8 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
     n, _, h, w = frames.shape
     s, nf = aligned.crop_size, len(aligned)
     if faces.shape != (nf, 3, s, s):
-        raise InputError(f"paste_faces: faces must be [{nf},3,{s},{s}] like the aligned crops, got {tuple(faces.shape)}")
+        raise InputError(f"paste_faces: faces must be [{nf},3,{s},{s}] like the aligned crops, "
+                         f"got {tuple(faces.shape)}")
     if len(aligned.frame_sizes) != n or any(tuple(z) != (h, w) for z in aligned.frame_sizes):
         raise InputError(f"paste_faces: aligned faces describe frames {aligned.frame_sizes}, got {n} of {(h, w)}")
     if crop_masks is not None and crop_masks.shape != (nf, 1, s, s):

@@ -25,7 +25,7 @@ import torch
 
 from .align import AlignedFaces, align_faces
 from .checks import check_images
-from .detection.base import detector_label
+from .detection.base import FaceDetector, detector_label
 from .detection.select import FaceSelection, select_faces
 from .errors import InputError, NoFaceError
 from .faces import DetectedFaces
@@ -150,7 +150,8 @@ class FaceSwapper:
     on the CPU (no gain there; outputs differ from NCHW by < 1e-5).
     """
 
-    def __init__(self, generator: torch.nn.Module, arcface: torch.nn.Module, detector, *, parser=None,
+    def __init__(self, generator: torch.nn.Module, arcface: torch.nn.Module, detector: FaceDetector, *,
+                 parser: torch.nn.Module | None = None,
                  device: torch.device | str | None = None, crop_size: int | None = None,
                  align_mode: str | None = None, precision: str = "fp32", channels_last: bool | None = None):
         if precision not in PRECISIONS:
@@ -183,6 +184,7 @@ class FaceSwapper:
             return ChosenFaces(detected, detected)
         aligned_all = dist = None
         if opts.selection.how == "reference":
+            assert opts.reference is not None, "select='reference' needs reference= (checked by _options)"
             aligned_all = self.align(frames, detected)
             with self.timer.stage("identity"):
                 dist = reference_distance(self.arcface, aligned_all.crops, opts.reference)
@@ -232,7 +234,7 @@ class FaceSwapper:
                                mode=opts.paste_mode)
 
     # -- identity -------------------------------------------------------------------------------------------
-    def extract_identity(self, images: torch.Tensor | list[torch.Tensor], *, select="largest",
+    def extract_identity(self, images: torch.Tensor | list[torch.Tensor], *, select: str | FaceSelection = "largest",
                          combine: str = "mean", if_no_face: str = "error") -> Identity:
         """``identity.extract_identity`` with this swapper's encoder, detector, crop size, template and device."""
         return extract_identity(self.arcface, self.detector, images, crop_size=self.crop_size,
@@ -241,10 +243,12 @@ class FaceSwapper:
 
     # -- swap -----------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def swap(self, frames: torch.Tensor, identity: Identity, *, faces: DetectedFaces | None = None, select="all",
+    def swap(self, frames: torch.Tensor, identity: Identity, *, faces: DetectedFaces | None = None,
+             select: str | FaceSelection = "all",
              mask: MaskSpec | None = None, paste_mode: str = "default", color_match: bool = False,
              reference: Identity | None = None, if_no_face: str = "error", batch_size: int = 16,
-             face_batch_size: int | None = None, smoothing=None, progress: ProgressFn | None = None) -> SwapResult:
+             face_batch_size: int | None = None, smoothing: Callable[[DetectedFaces], DetectedFaces] | None = None,
+             progress: ProgressFn | None = None) -> SwapResult:
         """Swap `identity` into the selected faces of frames [N,3,H,W] RGB [0,1].
 
         faces: faces already detected on these frames (e.g. by a preview step; DetectedFaces of all N frames), so
@@ -264,7 +268,8 @@ class FaceSwapper:
         if faces is not None and (not isinstance(faces, DetectedFaces) or faces.num_frames != n
                                   or any(tuple(s) != tuple(frames.shape[-2:]) for s in faces.frame_sizes)):
             raise InputError(f"faces: expected the DetectedFaces of these {n} frame(s) of size "
-                             f"{tuple(frames.shape[-2:])}, got {_describe_faces(faces)}; detect faces on the same frames")
+                             f"{tuple(frames.shape[-2:])}, got {_describe_faces(faces)}; detect faces on the "
+                             f"same frames")
         latent = identity.latent.to(self.device, torch.float32).reshape(1, -1)
         progress = increasing(progress)
         parts = []
@@ -314,7 +319,7 @@ class FaceSwapper:
                              "(FaceSwapper.extract_identity of a photo of them)")
         if mask is not None and mask.needs_parser and self.parser is None:
             raise InputError(f"mask kind {mask.kind!r} needs a face parser: FaceSwapper(..., parser=load_parser(path))")
-        if opts.official_parsing and set(mask.regions) != set(OFFICIAL_REGIONS):
+        if mask is not None and opts.official_parsing and set(mask.regions) != set(OFFICIAL_REGIONS):
             warnings.warn(f"paste_mode='official' uses SimSwap's own parsing label set; the mask regions "
                           f"{','.join(mask.regions)} are ignored (use paste_mode='default' to choose regions)",
                           stacklevel=3)

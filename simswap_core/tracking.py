@@ -107,6 +107,8 @@ class LandmarkSmoother:
         k = boxes.shape[0]
         if self._boxes is None or self._boxes.device != dev:
             self._init_tracks(dev)
+        assert (self._boxes is not None and self._points is not None and self._speed is not None
+                and self._ids is not None and self._age is not None)       # set together by _init_tracks
         self._age += 1
         t = self._boxes.shape[0]
         match = torch.full((k,), -1, dtype=torch.int64, device=dev)

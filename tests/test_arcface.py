@@ -26,7 +26,8 @@ def test_state_dict_keys_equal_official(kind, ref, official_keys):
     assert ours == official_keys[ref]
 
 
-@pytest.mark.parametrize("ref,layers,se", [("arcface", (3, 4, 23, 3), True), ("arcface_alt_no_se", (3, 4, 23, 3), False)])
+@pytest.mark.parametrize("ref,layers,se", [("arcface", (3, 4, 23, 3), True),
+                                           ("arcface_alt_no_se", (3, 4, 23, 3), False)])
 def test_architecture_inferred_from_keys(ref, layers, se, official_keys):
     state = {k: torch.empty(s) for k, s, _ in official_keys[ref]}
     cfg = ArcFaceConfig.from_state_dict(state)

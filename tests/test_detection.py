@@ -445,7 +445,7 @@ FACES = [  # stride, row, col, anchor, score, (left, top, right, bottom), kps of
 def _expected(faces, det_scale):
     """Independent re-statement of SCRFD decoding in frame pixels, kept faces only, left to right."""
     out = []
-    for s, r, c, a, score, dist, kps in faces:
+    for s, r, c, _a, score, dist, kps in faces:
         if score < 0.5 or score == 0.85:
             continue
         ax, ay = c * s, r * s

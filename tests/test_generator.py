@@ -121,7 +121,7 @@ def test_512_keys_give_512_generator(seeded_checkpoints):
 
 
 def test_config_from_state_dict_detects_layouts():
-    for kind, arch in (("g224", "g224"), ("g512", "g512"), ("gdeep", "deep")):
+    for _kind, arch in (("g224", "g224"), ("g512", "g512"), ("gdeep", "deep")):
         with torch.device("meta"):
             sd = SimSwapGenerator(GeneratorConfig.preset(arch)).state_dict()
         cfg = GeneratorConfig.from_state_dict(sd)

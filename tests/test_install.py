@@ -513,6 +513,6 @@ def test_install_py_no_args_is_quiet_offline_and_does_not_import_torch(tmp_path)
 def test_requirements_txt_follows_comfyui_manager_rules():
     lines = [ln.split("#", 1)[0].strip() for ln in (REPO / "requirements.txt").read_text().splitlines()]
     reqs = [ln for ln in lines if ln]
-    names = {re.split(r"[<>=!~\[ ;]", r, 1)[0].lower() for r in reqs}
+    names = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in reqs}
     assert names == {"numpy", "safetensors", "pillow", "kornia", "av", "tqdm", "onnx"}
     assert all("==" not in r and "<" not in r for r in reqs)  # loose lower bounds only

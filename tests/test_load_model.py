@@ -35,6 +35,19 @@ def test_exported_from_the_package():
     assert simswap_core.load_model is load_model and MODEL_KINDS == ("generator", "arcface", "parser", "detector")
 
 
+def test_all_names_the_lazy_public_names():
+    """``__all__`` is spelled out for linters; it must stay the error classes plus every lazy name."""
+    from simswap_core import errors
+
+    lazy = set(simswap_core._LAZY)
+    error_names = set(simswap_core.__all__) - lazy
+    assert len(simswap_core.__all__) == len(set(simswap_core.__all__))
+    assert lazy <= set(simswap_core.__all__)
+    assert error_names and all(issubclass(getattr(errors, n), Exception) for n in error_names)
+    for name in simswap_core.__all__:
+        assert getattr(simswap_core, name) is not None
+
+
 def test_each_kind_loads(files):
     G = load_model("generator", files["generator"])
     assert isinstance(G, SimSwapGenerator) and G.crop_size == 224 and not G.training

@@ -4,8 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline_fixtures import (
+from pipeline_fixtures import (  # noqa: F401
+    astronaut,
     astronaut_small,
+    pl_identity,
+    pl_models,
+    pl_swapper,
+    pl_weights,
     to_tensor,
 )
 from simswap_core.errors import InputError

@@ -112,7 +112,7 @@ def test_writer_without_audio_odd_size_and_no_overwrite(tmp_path):
 def test_folder_natural_order_and_mixed_sizes(tmp_path):
     names = ["f1.png", "f2.png", "f10.png", "f11.png", "f3.png"]
     sizes = {"f1.png": 16, "f2.png": 16, "f3.png": 20, "f10.png": 16, "f11.png": 16}
-    for k, n in enumerate(names):
+    for n in names:
         level = int(n[1:-4]) * 10
         Image.fromarray(np.full((sizes[n], 16, 3), level, np.uint8)).save(tmp_path / n)
     got = [(it.path.name, round(float(b[i].mean()) * 255)) for items, b in iter_image_folder(tmp_path, 2)

@@ -103,7 +103,7 @@ def cmd_swap(args: argparse.Namespace) -> int:
     mask = MaskSpec.parse(args.mask) if args.mask else None
 
     generator, arcface, detector = load_models(args, dev)
-    parser = load_parser_cli(args, dev) if mask is not None and mask.kind == "parsing" else None
+    parser = load_parser_cli(args, dev) if mask is not None and mask.needs_parser else None
     swapper = FaceSwapper(generator, arcface, detector, parser=parser, device=dev, crop_size=args.size,
                           precision=args.precision)
 

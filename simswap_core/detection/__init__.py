@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -51,7 +52,7 @@ def load_detector(name_or_path: str | os.PathLike = "yunet", *, threshold: float
     search_dirs: model folders to search (default: `simswap_core.models.find.model_search_dirs()`).
     Raises MissingModelError (file, folders searched, fetch command) or CheckpointError (not a detector).
     """
-    kw = dict(threshold=threshold, det_size=det_size, device=device)
+    kw: dict[str, Any] = dict(threshold=threshold, det_size=det_size, device=device)
     name = str(name_or_path)
     if name.lower() == "yunet":
         return YuNetDetector(None, search_dirs=search_dirs, **kw)

@@ -14,11 +14,15 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import CheckpointError, DependencyError
 from ..io.atomic import atomic_write
+
+if TYPE_CHECKING:  # onnx is imported where it is used
+    from onnx import ModelProto
 
 FOLD_VERSION = "1"  # bump when the transformation changes, so cached files are rebuilt
 
@@ -78,7 +82,7 @@ def dequantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, 
     return ((xf - zp) * sc).astype(out_dtype)
 
 
-def fold_dequantize(model) -> int:
+def fold_dequantize(model: ModelProto) -> int:
     """In place: replace every DequantizeLinear whose inputs are all initializers by an initializer.
 
     Also drops graph inputs that no node consumes (and inputs shadowed by initializers). Returns the number of
@@ -137,7 +141,7 @@ def _subgraph_inputs(g) -> list[set[str]]:
     return out
 
 
-def free_shapes(model) -> None:
+def free_shapes(model: ModelProto) -> None:
     """In place: make every graph input's and output's dimensions symbolic and drop intermediate shape info,
     so the model runs at any batch size and image size its operators allow."""
     g = model.graph
@@ -148,7 +152,7 @@ def free_shapes(model) -> None:
     del g.value_info[:]
 
 
-def lower_opset(model, target: int = 13) -> bool:
+def lower_opset(model: ModelProto, target: int = 13) -> bool:
     """In place: declare opset ``target`` if every node is a default-domain op whose meaning (for the attributes
     used) did not change since ``target``. Returns whether the opset was lowered."""
     current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)

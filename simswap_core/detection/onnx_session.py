@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import os
 import warnings
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import DependencyError
 
+if TYPE_CHECKING:  # onnxruntime is imported lazily (import_onnxruntime)
+    from onnxruntime import InferenceSession
+
 _INSTALL_HINT = ("Face detection needs onnxruntime. Install exactly one of: `pip install onnxruntime` (CPU) or "
                  "`pip install onnxruntime-gpu` (NVIDIA CUDA). Never install both into one environment.")
 
 
-def import_onnxruntime():
+def import_onnxruntime() -> ModuleType:
     """The onnxruntime module, or DependencyError with the install command."""
     try:
         import onnxruntime
@@ -29,7 +34,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def create_session(model: str | os.PathLike | bytes, device: str | torch.device | None = None, *,
-                   threads: int | None = None):
+                   threads: int | None = None) -> tuple[InferenceSession, list[str]]:
     """An ``onnxruntime.InferenceSession`` for ``model`` (path or serialized bytes) and the providers it got.
 
     The CUDA execution provider is requested only when ``device`` is a CUDA device and this onnxruntime build

@@ -198,10 +198,10 @@ class SCRFDDetector(FaceDetector):
         return [torch.from_numpy(np.asarray(o, dtype=np.float32))
                 for o in self.session.run(self.output_names, {self.input_name: blob})]
 
-    def _detect_batch(self, frames: torch.Tensor):
+    def _detect_batch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         n = frames.shape[0]
-        blob, det_scale = self.prepare(frames)
-        blob = np.ascontiguousarray(blob.cpu().numpy())
+        net_input, det_scale = self.prepare(frames)
+        blob = np.ascontiguousarray(net_input.cpu().numpy())
         if self.batch_input and self.batched_outputs:
             outs = self._run(blob)
         else:  # the model takes (or returns) one image at a time

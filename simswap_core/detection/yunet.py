@@ -144,7 +144,7 @@ class YuNetDetector(FaceDetector):
         nh, nw, _, _ = self.input_size(frames.shape[-2], frames.shape[-1])
         return resize_255(frames, (nh, nw), antialias=True)
 
-    def _detect_batch(self, frames: torch.Tensor):
+    def _detect_batch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         n, _, h, w = frames.shape
         nh, nw, ph, pw = self.input_size(h, w)
         img = self.prepare(frames).flip(1)  # RGB -> BGR

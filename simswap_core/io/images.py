@@ -13,6 +13,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -83,6 +84,9 @@ def _file_bit_depth(im: Image.Image, path: Path) -> int:
     if im.format == "PNG":
         return 16 if _png_bit_depth(path) == 16 else 8
     if im.format == "TIFF":
+        from PIL.TiffImagePlugin import TiffImageFile  # loaded already: Pillow opened a TIFF
+
+        assert isinstance(im, TiffImageFile)
         bits = im.tag_v2.get(258, (8,))
         bits = bits if isinstance(bits, tuple) else (bits,)
         return 16 if max(bits) == 16 else 8
@@ -150,12 +154,13 @@ def read_image(path: str | os.PathLike, device: torch.device | str | None = None
     if not path.is_file():
         raise InputError(f"{path}: expected an image file, found a folder or special file")
     try:
-        im = Image.open(path)
+        im: Image.Image = Image.open(path)
         im.load()
     except Exception as e:
         raise InputError(f"{path}: not a readable image (expected PNG, JPEG, WebP, BMP or TIFF): {e}") from e
-    if getattr(im, "n_frames", 1) > 1:
-        warnings.warn(f"{path}: has {im.n_frames} frames; only the first is used", stacklevel=2)
+    n_frames = getattr(im, "n_frames", 1)
+    if n_frames > 1:
+        warnings.warn(f"{path}: has {n_frames} frames; only the first is used", stacklevel=2)
     bit_depth = _file_bit_depth(im, path)
     orientation = _orientation(im)
     if bit_depth == 16:
@@ -216,7 +221,7 @@ def _encode_16bit(a: np.ndarray, ext: str) -> bytes:
     import av
 
     ch = a.shape[2]
-    codec = "png" if ext == ".png" else "tiff"
+    codec: Literal["png", "tiff"] = "png" if ext == ".png" else "tiff"
     end = "be" if codec == "png" else "le"
     fmt = {1: f"gray16{end}", 2: f"ya16{end}", 3: f"rgb48{end}", 4: f"rgba64{end}"}[ch]
     if ch == 2:  # FFmpeg cannot take gray+alpha 16-bit from numpy: store as RGBA (same values, kept precision)

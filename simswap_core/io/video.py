@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
@@ -21,6 +22,13 @@ import torch
 from ..errors import InputError
 from .atomic import AtomicFile
 from .images import LoadedImage, list_images, read_image
+
+if TYPE_CHECKING:  # PyAV is imported where it is used (importing this module stays light)
+    from av.audio.resampler import AudioResampler
+    from av.audio.stream import AudioStream
+    from av.container import InputContainer, OutputContainer
+    from av.packet import Packet
+    from av.video.stream import VideoStream
 
 _MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
 _MOV_AUDIO = _MP4_AUDIO + ("pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_u8")
@@ -118,8 +126,8 @@ class VideoWriter:
         self.overwrite = overwrite
         self._file = AtomicFile(self.path, overwrite=overwrite)   # refuses an existing file unless overwrite
         self._tmp = self._file.tmp
-        self._out = None
-        self._audio_in = None
+        self._out: OutputContainer | None = None
+        self._audio_in: InputContainer | None = None
         try:
             self._start(av, fps, width, height, audio_from, codec, crf)
         except BaseException:
@@ -136,7 +144,8 @@ class VideoWriter:
         self._out = av.open(str(self._tmp), mode="w", format=fmt)
         if codec not in av.codecs_available:
             raise InputError(f"video codec {codec!r} is not available in this PyAV/FFmpeg build")
-        self._v = self._out.add_stream(codec, rate=self.fps)
+        # a video codec by its (run-time) name: PyAV's overloads only know literal names
+        self._v = cast("VideoStream", self._out.add_stream(codec, rate=self.fps))
         self._v.width, self._v.height = self.width, self.height
         even = self.width % 2 == 0 and self.height % 2 == 0
         self._v.pix_fmt = "yuv420p" if even or codec not in ("libx264",) else "yuv444p"
@@ -145,10 +154,10 @@ class VideoWriter:
         if codec == "libx264":
             self._v.options = {"crf": str(crf), "preset": "medium"}
         self._audio_in = None
-        self._audio_out = None
-        self._audio_packets = None
-        self._pending = None
-        self._audio_transcode = None
+        self._audio_out: AudioStream | None = None
+        self._audio_packets: Iterator[Packet[AudioStream]] | None = None
+        self._pending: Packet[AudioStream] | None = None
+        self._audio_transcode: AudioResampler | None = None
         if audio_from is not None:
             self._setup_audio(Path(audio_from))
 
@@ -162,6 +171,7 @@ class VideoWriter:
             return
         a = inp.streams.audio[0]
         self._audio_in = inp
+        assert self._out is not None        # _start opened it
         name = a.codec_context.name
         ext = self.path.suffix.lower()
         copy_ok = {".mkv": None, ".mov": _MOV_AUDIO, ".mp4": _MP4_AUDIO, ".m4v": _MP4_AUDIO,
@@ -170,7 +180,7 @@ class VideoWriter:
             self._audio_out = self._out.add_stream_from_template(a)
         else:
             # The container cannot hold this codec as is (e.g. PCM in MP4): decode and re-encode.
-            codec = "libopus" if ext == ".webm" else "aac"
+            codec: Literal["libopus", "aac"] = "libopus" if ext == ".webm" else "aac"
             if codec not in av.codecs_available:
                 warnings.warn(f"{src}: cannot copy its {name} audio into {ext} and no {codec} encoder is "
                               "available; the output has no audio", stacklevel=3)
@@ -178,10 +188,12 @@ class VideoWriter:
                 self._audio_in = None
                 return
             rate = 48000 if codec == "libopus" else (a.rate or 48000)
-            self._audio_out = self._out.add_stream(codec, rate=rate)
+            audio_out = self._audio_out = self._out.add_stream(codec, rate=rate)
             layout = a.layout.name if a.layout is not None and a.layout.nb_channels <= 2 else "stereo"
-            self._audio_out.layout = layout
-            fmt = self._audio_out.codec_context.codec.audio_formats[0].name
+            audio_out.layout = layout
+            formats = audio_out.codec_context.codec.audio_formats
+            assert formats, f"{codec} encoder lists no sample formats"
+            fmt = formats[0].name
             self._audio_transcode = av.AudioResampler(format=fmt, layout=layout, rate=rate)
         self._audio_packets = inp.demux(a)
 
@@ -189,6 +201,7 @@ class VideoWriter:
         """Copy source audio packets up to `seconds` (None = all) so audio and video stay interleaved."""
         if self._audio_packets is None:
             return
+        assert self._out is not None and self._audio_out is not None    # set up together by _setup_audio
         while True:
             pkt = self._pending
             self._pending = None
@@ -222,6 +235,7 @@ class VideoWriter:
         if frames.dim() != 4 or frames.shape[1] != 3 or tuple(frames.shape[-2:]) != (self.height, self.width):
             raise InputError(f"VideoWriter: expected frames [B,3,{self.height},{self.width}], "
                              f"got {tuple(frames.shape)}")
+        assert self._out is not None, "VideoWriter: write after close"
         for a in to_uint8_hwc(frames):
             vf = av.VideoFrame.from_ndarray(a, format="rgb24")
             vf.pts = self.frames_written
@@ -263,7 +277,8 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is None:
             self.close()
         else:

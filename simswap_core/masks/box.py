@@ -1,11 +1,17 @@
 """Box mask: the whole aligned crop, shrunk from its edges by ``-grow`` (fractions of S), Gaussian edge."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 
 from .base import CropMasker
 from .edges import soft_edge
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..align import AlignedFaces
+    from .spec import MaskSpec
 
 
 def box_masks(n: int, crop_size: int, grow: float = 0.0, feather: float = 0.0,
@@ -23,7 +29,7 @@ class BoxMasker(CropMasker):
     order = 0
     default_feather = 0.0
 
-    def __call__(self, aligned, spec, parser: nn.Module | None = None, *,
+    def __call__(self, aligned: AlignedFaces, spec: MaskSpec, parser: nn.Module | None = None, *,
                  labels: torch.Tensor | None = None) -> torch.Tensor:
         return box_masks(len(aligned), aligned.crop_size, float(spec.grow), spec.feather_fraction,
                          aligned.crops.device)

@@ -1,12 +1,18 @@
 """Ellipse mask: an analytic face ellipse from the 5 aligned landmarks (no convolution), Gaussian edge."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 
 from ..align import templates
 from .base import CropMasker
 from .edges import soft_edge
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..align import AlignedFaces
+    from .spec import MaskSpec
 
 
 def _ellipse_params(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -48,7 +54,7 @@ class EllipseMasker(CropMasker):
     order = 1
     default_feather = 0.06
 
-    def __call__(self, aligned, spec, parser: nn.Module | None = None, *,
+    def __call__(self, aligned: AlignedFaces, spec: MaskSpec, parser: nn.Module | None = None, *,
                  labels: torch.Tensor | None = None) -> torch.Tensor:
         s, f, dev = aligned.crop_size, len(aligned), aligned.crops.device
         pts = aligned.points

@@ -22,6 +22,8 @@ class SoftErosion(nn.Module):
     by their own maximum (per face; the official runs one face at a time).
     """
 
+    weight: torch.Tensor  # non-persistent buffer [1,1,k,k]
+
     def __init__(self, kernel_size: int = 17, threshold: float = 0.9, iterations: int = 7):
         super().__init__()
         r = kernel_size // 2

@@ -6,6 +6,9 @@ Labels (CelebAMask-HQ, 19 classes): 0 background, 1 skin, 2 l_brow, 3 r_brow, 4 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,6 +18,10 @@ from ..errors import InputError
 from ..networks.generator import IMAGENET_MEAN, IMAGENET_STD
 from .base import CropMasker
 from .edges import feather_mask, grow_mask
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..align import AlignedFaces
+    from .spec import MaskSpec
 
 LABEL_NAMES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eyeglasses", "l_ear", "r_ear",
                "earring", "nose", "mouth", "upper_lip", "lower_lip", "neck", "necklace", "cloth", "hair", "hat")
@@ -31,7 +38,7 @@ OFFICIAL_LABELS = (1, 2, 3, 4, 5, 6, 10, 11, 12, 13)
 PARSER_SIZE = 512
 
 
-def region_labels(regions) -> tuple[int, ...]:
+def region_labels(regions: Iterable[str]) -> tuple[int, ...]:
     """Sorted label ids of region names (see REGIONS); unknown names raise InputError."""
     out: set[int] = set()
     for r in regions:
@@ -71,7 +78,7 @@ def parse_faces(parser: torch.nn.Module, crops: torch.Tensor, *, batch_size: int
     return torch.cat(out).to(crops.device)
 
 
-def labels_to_mask(labels: torch.Tensor, labels_kept) -> torch.Tensor:
+def labels_to_mask(labels: torch.Tensor, labels_kept: Iterable[int]) -> torch.Tensor:
     """[F,h,w] int labels -> [F,1,h,w] float32 1 where the label is in ``labels_kept``."""
     keep = torch.tensor(sorted(set(int(v) for v in labels_kept)), device=labels.device, dtype=labels.dtype)
     return torch.isin(labels, keep).unsqueeze(1).float()
@@ -86,7 +93,7 @@ class ParsingMasker(CropMasker):
     default_feather = 0.03
     needs_parser = True
 
-    def __call__(self, aligned, spec, parser: nn.Module | None = None, *,
+    def __call__(self, aligned: AlignedFaces, spec: MaskSpec, parser: nn.Module | None = None, *,
                  labels: torch.Tensor | None = None) -> torch.Tensor:
         s, f, dev = aligned.crop_size, len(aligned), aligned.crops.device
         if labels is None:

@@ -228,11 +228,12 @@ def build_module(factory: Callable[[], M], info: CheckpointInfo, what: str) -> M
     with torch.device("meta"):
         module = factory()
     module = module.to_empty(device="cpu")
-    if hasattr(module, "reset_constants"):
-        module.reset_constants()
+    reset_constants = getattr(module, "reset_constants", None)
+    if reset_constants is not None:
+        reset_constants()
     state = dict(info.state)
     expected = module.state_dict()
-    for key, value in expected.items():  # files from old torch versions lack num_batches_tracked
+    for key in expected:  # files from old torch versions lack num_batches_tracked
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = torch.zeros((), dtype=torch.int64)
     missing = [k for k in expected if k not in state]

@@ -290,7 +290,7 @@ def fetch_url(url: str, part: Path, *, size: int | None, sha256: str | None, tim
     return FetchResult(part, got, digest, url)
 
 
-def raise_all_failed(what: str, failures: list[tuple[str, UrlFailed | Exception]]) -> None:
+def raise_all_failed(what: str, failures: Sequence[tuple[str, UrlFailed | Exception]]) -> None:
     lines = [f"Could not download {what}:"]
     lines += [f"  {url}: {err}" for url, err in failures]
     msg = "\n".join(lines)
@@ -393,7 +393,7 @@ def publish(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
 
 
 def download_file(urls: Sequence[str], dest: str | os.PathLike, *, size: int | None = None,
-                  sha256: str | None = None, **kwargs) -> FetchResult:
+                  sha256: str | None = None, **kwargs: Any) -> FetchResult:
     """Download ``dest`` from the first working URL via ``dest.part``; refuses if ``dest`` exists."""
     dest = Path(dest)
     if dest.exists():

@@ -77,7 +77,9 @@ def read_lock(models_dir: str | os.PathLike) -> dict[str, dict]:
 def _record(models_dir: Path, relpath: str, record: dict) -> Path:
     path = lock_path(models_dir)
     data = read_json(path) or {}
-    files = data.get("files") if isinstance(data.get("files"), dict) else {}
+    files = data.get("files")
+    if not isinstance(files, dict):
+        files = {}
     files[relpath] = record
     write_json(path, {"format": 1, "about": "sha256 and size of model files downloaded by install.py; "
                       "files without a published checksum are verified against these records", "files": files})
@@ -168,14 +170,14 @@ def install_model(entry: ModelFile, models_dir: str | os.PathLike, *, extra_urls
     dest.parent.mkdir(parents=True, exist_ok=True)
     failures: list[tuple[str, Exception]] = []
     urls = list(dict.fromkeys([*extra_urls, *entry.urls]))
-    kw = dict(timeout=timeout, retries=retries, retry_wait=retry_wait, progress=progress)
     for url in urls:
         try:
             if entry.is_archive_url(url):
                 part = dest.with_name(url_basename(url) + ".part")
                 log(f"[{entry.name}] downloading {url} (archive holding {entry.archive_member})")
                 res = fetch_url(url, part, size=entry.archive_size, sha256=entry.archive_sha256,
-                                desc=url_basename(url), **kw)
+                                desc=url_basename(url), timeout=timeout, retries=retries, retry_wait=retry_wait,
+                                progress=progress)
                 tmp = dest.with_name(dest.name + ".extract.part")
                 try:
                     size, digest = extract_member(res.path, entry.archive_member or entry.filename, tmp,
@@ -189,7 +191,8 @@ def install_model(entry: ModelFile, models_dir: str | os.PathLike, *, extra_urls
             else:
                 log(f"[{entry.name}] downloading {url}")
                 res = fetch_url(url, dest.with_name(dest.name + ".part"), size=expected_size,
-                                sha256=expected_sha, desc=entry.filename, **kw)
+                                sha256=expected_sha, desc=entry.filename, timeout=timeout, retries=retries,
+                                retry_wait=retry_wait, progress=progress)
                 publish(res.path, dest)
                 size, digest, archive = res.size, res.sha256, None
         except TargetExistsError:

@@ -129,10 +129,10 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
     if args.check:
         out("Checking model files:")
         for entry in _cat.CATALOGUE.values():
-            res = check_model(entry, search)
-            where = f" {res.path}" if res.path else ""
-            out(f"  {res.status.upper():<11} {entry.name}:{where} - {res.message}")
-            if res.status == "mismatch":
+            checked = check_model(entry, search)
+            where = f" {checked.path}" if checked.path else ""
+            out(f"  {checked.status.upper():<11} {entry.name}:{where} - {checked.message}")
+            if checked.status == "mismatch":
                 code = 1
         did_something = True
     if not entries and not did_something and auto:

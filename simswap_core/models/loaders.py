@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,12 +72,14 @@ def _generator_from_info(info: CheckpointInfo, variant: str | None, crop_size: i
     try:
         config = GeneratorConfig.from_state_dict(info.state, chosen)
     except (KeyError, InputError) as exc:
-        raise CheckpointError(f"{info.path}: generator keys are incomplete ({exc}); expected the official layout")
+        raise CheckpointError(
+            f"{info.path}: generator keys are incomplete ({exc}); expected the official layout") from exc
     if crop_size is None and "crop_size" in info.metadata:
         try:
             crop_size = int(info.metadata["crop_size"])
-        except ValueError:
-            raise CheckpointError(f"{info.path}: metadata crop_size {info.metadata['crop_size']!r} is not an int")
+        except ValueError as exc:
+            raise CheckpointError(
+                f"{info.path}: metadata crop_size {info.metadata['crop_size']!r} is not an int") from exc
     if config.deep and variant is None and "variant" not in info.metadata:
         warnings.warn(
             f"{info.path}: a deep generator (down4/up4) is being loaded with the default official Tanh convention; "
@@ -154,8 +157,8 @@ def load_model(kind: str, path: str | os.PathLike, **kw: Any) -> nn.Module | Fac
     search_dirs; ``path`` may also be "yunet" or an insightface pack name). Raises InputError for an unknown kind,
     MissingModelError (file, kind expected) or CheckpointError (file, what was found, what was expected).
     """
-    loaders = {"generator": load_generator, "arcface": load_arcface, "parser": load_parser,
-               "detector": _load_detector}
+    loaders: dict[str, Callable[..., Any]] = {"generator": load_generator, "arcface": load_arcface,
+                                              "parser": load_parser, "detector": _load_detector}
     loader = loaders.get(kind) if isinstance(kind, str) else None
     if loader is None:
         raise InputError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
@@ -192,15 +195,18 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, varian
     info = read_checkpoint(src)
     meta = {"format": _FORMAT_TAG, "format_version": _FORMAT_VERSION, "source_file": Path(src).name}
     if info.kind == "generator":
-        model: nn.Module = _generator_from_info(info, variant, crop_size)
-        meta.update(kind="generator", arch=model.arch, variant=model.variant, crop_size=str(model.crop_size))
+        generator = _generator_from_info(info, variant, crop_size)
+        meta.update(kind="generator", arch=generator.arch, variant=generator.variant,
+                    crop_size=str(generator.crop_size))
+        model: nn.Module = generator
     elif info.kind == "arcface":
         if variant is not None or crop_size is not None:
             raise InputError("variant and crop_size apply to generators only; the source is an ArcFace checkpoint")
-        model = _arcface_from_info(info)
-        cfg = model.config
+        arcface = _arcface_from_info(info)
+        cfg = arcface.config
         meta.update(kind="arcface", arch=cfg.arch, layers=",".join(map(str, cfg.layers)),
                     use_se=str(cfg.use_se).lower())
+        model = arcface
     else:
         raise CheckpointError(f"{info.path}: found {describe_found(info)}; expected a SimSwap generator or ArcFace "
                               f"checkpoint")

@@ -14,7 +14,7 @@ import sys
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -89,8 +89,9 @@ def _load_zip(path: Path, source: str) -> Any:
                 raise CheckpointError(f"{source}: storage '{name}' holds {info.file_size} bytes, expected {nbytes}")
             data = torch.empty(nbytes, dtype=torch.uint8)
             try:
-                with zf.open(info) as fh:
-                    got = fh.readinto(memoryview(data.numpy())) if nbytes else 0
+                # ZipFile.open gives a ZipExtFile (an io.BufferedIOBase); typeshed types it as IO[bytes], no readinto
+                with cast(io.BufferedIOBase, zf.open(info)) as fh:
+                    got = fh.readinto(data.numpy().data) if nbytes else 0
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise CheckpointError(f"{source}: cannot read storage '{name}' ({exc}); corrupted file") from None
             if got != nbytes:
@@ -168,7 +169,7 @@ def _load_legacy(path: Path, source: str) -> Any:
             if numel * itemsize != data.numel():
                 raise CheckpointError(f"{source}: storage {key} has {numel} elements on disk, expected "
                                       f"{data.numel() // itemsize}")
-            got = fh.readinto(memoryview(data.numpy())) if data.numel() else 0
+            got = fh.readinto(data.numpy().data) if data.numel() else 0
             if got != data.numel():
                 raise CheckpointError(f"{source}: storage {key} is truncated ({got} of {data.numel()} bytes)")
         return result

@@ -37,6 +37,8 @@ class PickledObject:
     """Inert stand-in for an object of class ``pickle_global`` found in a checkpoint; stores args and state only."""
 
     pickle_global: str = "?"
+    pickle_args: tuple[Any, ...]   # set in __init__ / __setstate__ through __dict__
+    pickle_state: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.__dict__["pickle_args"] = args
@@ -145,6 +147,8 @@ class _Allowed:
     our functions (e.g. their ``__defaults__``) for later loads."""
 
     __slots__ = ("fn", "name")
+    fn: Any
+    name: str
 
     def __init__(self, fn: Any, name: str) -> None:
         object.__setattr__(self, "fn", fn)

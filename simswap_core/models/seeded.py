@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -85,6 +85,11 @@ def _scale(key: str, shape: tuple[int, ...], keyset: set[str]) -> tuple[float, f
     raise InputError(f"seeded recipe has no rule for key {key!r} with shape {shape}")
 
 
+def _saver(state: dict[str, Tensor]) -> Callable[[Path], None]:
+    """``torch.save(state, tmp)`` as an atomic_write callback."""
+    return lambda tmp: torch.save(state, tmp)
+
+
 def seeded_state_dict(kind: str, seed: int = 1234) -> dict[str, Tensor]:
     """Random CPU float32 weights for ``kind`` ("g224", "g512", "arcface"; also "gdeep", "arcface_no_se").
 
@@ -139,7 +144,7 @@ def write_seeded_checkpoints(folder: str | os.PathLike, seed: int = 1234, *,
         path = folder / SEEDED_FILENAMES[kind]
         state = seeded_state_dict(kind, seed)
         try:
-            atomic_write(path, lambda tmp: torch.save(state, tmp))
+            atomic_write(path, _saver(state))
         except InputError:  # the file exists (or another process wrote it meanwhile): reuse it if it is ours
             if not _same_weights(path, state):
                 raise InputError(

@@ -20,7 +20,10 @@ __all__ = ["ArcFaceConfig", "IRBlock", "IResNet", "SqueezeExcite"]
 
 
 class SqueezeExcite(nn.Module):
-    """Channel attention: avg pool -> Linear C->C/r -> PReLU -> Linear C/r->C -> Sigmoid -> scale (keys ``fc.0/1/2``)."""
+    """Channel attention: avg pool -> Linear C->C/r -> PReLU -> Linear C/r->C -> Sigmoid -> scale.
+
+    State-dict keys ``fc.0/1/2``.
+    """
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()

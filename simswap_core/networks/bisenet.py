@@ -65,7 +65,7 @@ class Resnet18(nn.Module):
         self.layer3 = _layer(128, 256, 2)
         self.layer4 = _layer(256, 512, 2)
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
         f8 = self.layer2(self.layer1(x))
         f16 = self.layer3(f8)
@@ -96,7 +96,7 @@ class ContextPath(nn.Module):
         self.conv_head16 = ConvBNReLU(128, 128, 3, 1, 1)
         self.conv_avg = ConvBNReLU(512, 128, 1, 1, 0)
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         f8, f16, f32 = self.resnet(x)
         avg = self.conv_avg(F.adaptive_avg_pool2d(f32, 1))
         avg_up = F.interpolate(avg, f32.shape[2:], mode="nearest")
@@ -145,7 +145,8 @@ class BiSeNet(nn.Module):
         self.conv_out16 = BiSeNetOutput(128, 64, n_classes)
         self.conv_out32 = BiSeNetOutput(128, 64, n_classes)
 
-    def forward(self, x: torch.Tensor, aux: bool = False):
+    def forward(self, x: torch.Tensor,
+                aux: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h, w = x.shape[2:]
         f8, fcp8, fcp16 = self.cp(x)
         out = F.interpolate(self.conv_out(self.ffm(f8, fcp8)), (h, w), mode="bilinear", align_corners=True)

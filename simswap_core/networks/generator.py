@@ -189,6 +189,9 @@ class SimSwapGenerator(nn.Module):
     ``arch``, ``crop_size`` (the crop the checkpoint was made for).
     """
 
+    _mean: Tensor  # non-persistent buffers [1,3,1,1] (ImageNet mean / std), see reset_constants
+    _std: Tensor
+
     def __init__(self, config: GeneratorConfig | None = None, *, crop_size: int | None = None) -> None:
         super().__init__()
         config = config or GeneratorConfig()
@@ -236,7 +239,8 @@ class SimSwapGenerator(nn.Module):
     def forward_raw(self, x: Tensor, latent: Tensor) -> Tensor:
         """The network in its native convention (no input checks).
 
-        official: ``x`` RGB [0,1] -> ``(tanh + 1) / 2`` in (0,1). fix: ImageNet-normalised in -> ImageNet-normalised out.
+        official: ``x`` RGB [0,1] -> ``(tanh + 1) / 2`` in (0,1). fix: ImageNet-normalised in -> ImageNet-normalised
+        out.
         """
         x = self.first_layer(x)
         for stage in self._down_stages:
