@@ -1,142 +1,26 @@
 """Installer and downloader against a local HTTP server on 127.0.0.1 (no internet): mirrors, resume, checksums,
-archive members, never overwriting user files, atomic publication, lock file, --list/--check and install.py."""
+archive members, never overwriting user files, atomic publication, lock file."""
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import re
-import subprocess
-import sys
-import threading
 import time
-import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from simswap_core.models import catalogue as mc
+from install_fixtures import (  # noqa: F401
+    FAST,
+    REPO,
+    _entry,
+    _Handler,
+    _isolated,
+    _payload,
+    _sha,
+    _zip,
+    catalogue,
+    server,
+)
 from simswap_core.models import download as dl
 from simswap_core.models import install as inst
-from simswap_core.models import installer_cli
-from simswap_core.models.catalogue import ModelFile
-
-REPO = Path(__file__).resolve().parent.parent
-FAST = dict(timeout=5.0, retry_wait=0.0, progress=False)
-
-
-def _payload(n: int, seed: int) -> bytes:
-    out = bytearray()
-    counter = 0
-    while len(out) < n:
-        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
-        counter += 1
-    return bytes(out[:n])
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-# ------------------------------------------------------------------------------------------------ local server
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):
-        srv = self.server
-        srv.requests.append({"path": self.path, "range": self.headers.get("Range"),
-                             "if_range": self.headers.get("If-Range")})
-        route = srv.routes.get(self.path)
-        if route is None or route.get("status"):
-            code = route.get("status", 404) if route else 404
-            body = b"nope"
-            self.send_response(code)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        data: bytes = route["data"]
-        ctype = route.get("type", "application/octet-stream")
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and route.get("ranges", True):
-            m = re.fullmatch(r"bytes=(\d+)-", rng)
-            start = int(m.group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", f'"{_sha(data)[:16]}"')
-        self.end_headers()
-        if route.get("stalls", 0) > 0:  # send part of the body, then go silent (client must time out)
-            route["stalls"] -= 1
-            self.wfile.write(body[: route.get("cut", len(body) // 2)])
-            self.wfile.flush()
-            time.sleep(route.get("stall_s", 1.0))
-            self.close_connection = True
-            return
-        if route.get("drops", 0) > 0:  # send part of the body, then drop the connection
-            route["drops"] -= 1
-            self.wfile.write(body[: route.get("cut", len(body) // 2)])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-
-@pytest.fixture
-def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.routes = {}
-    srv.requests = []
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("SIMSWAP_MODELS_DIR", raising=False)
-    monkeypatch.delenv("SIMSWAP_AUTO_DOWNLOAD", raising=False)
-    monkeypatch.delitem(sys.modules, "folder_paths", raising=False)
-
-
-def _entry(urls, *, name="tiny", filename="tiny.pth", subfolder="simswap", size=None, sha256=None, **kw) -> ModelFile:
-    return ModelFile(name=name, filename=filename, subfolder=subfolder, kind="generator", urls=tuple(urls),
-                     size=size, sha256=sha256, license=kw.pop("license", "test licence"),
-                     description="generated test payload", **kw)
-
-
-@pytest.fixture
-def catalogue(monkeypatch):
-    """Replace the catalogue with test entries: ``catalogue({name: entry}, recommended=(...))``."""
-
-    def install(entries: dict[str, ModelFile], recommended=()):
-        monkeypatch.setattr(mc, "CATALOGUE", dict(entries))
-        monkeypatch.setattr(mc, "ALIASES", {})
-        monkeypatch.setattr(mc, "RECOMMENDED", tuple(recommended))
-
-    return install
-
 
 # ------------------------------------------------------------------------------------------------ fetch / download
 
@@ -306,12 +190,6 @@ def test_publish_without_hard_links_still_never_overwrites(tmp_path, monkeypatch
 # ------------------------------------------------------------------------------------------------ install_model
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
 
 
 def test_archive_member_extraction_and_lock_record(server, tmp_path):
@@ -387,132 +265,3 @@ def test_existing_user_file_is_verified_never_replaced(server, tmp_path):
     res = inst.install_model(unverified, tmp_path, log=lambda s: None, **FAST)
     assert res.status == "present-unverified" and _sha(data) in res.message
     assert server.requests == []
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-
-
-def _run_main(argv) -> tuple[int, str]:
-    lines: list[str] = []
-    code = installer_cli.main(argv, out=lines.append)
-    return code, "\n".join(lines)
-
-
-def test_cli_list_real_catalogue(tmp_path):
-    models = tmp_path / "models"
-    g = models / "simswap" / "latest_net_G.pth"
-    g.parent.mkdir(parents=True)
-    g.write_bytes(b"g")
-    code, out = _run_main(["--list", "--models-dir", str(models)])
-    assert code == 0
-    for name in mc.CATALOGUE:
-        assert name in out
-    assert f"installed: {g}" in out and "MISSING" in out
-    assert "NON-COMMERCIAL" in out and "CC BY-NC 4.0" in out and "256,461,775 B" in out
-    assert "https://github.com/neuralchen/SimSwap/releases/download/1.0/checkpoints.zip" in out
-    assert "not published" in out
-
-
-def test_cli_check_reports_each_state(server, tmp_path, catalogue):
-    good, bad = _payload(1000, 17), _payload(1000, 18)
-    server.routes["/rec.pth"] = {"data": good}
-    entries = {
-        "pub": _entry(["https://example.invalid/pub.pth"], name="pub", filename="pub.pth", sha256=_sha(good)),
-        "badpub": _entry(["https://example.invalid/b.pth"], name="badpub", filename="b.pth", sha256=_sha(good)),
-        "rec": _entry([server.url + "/rec.pth"], name="rec", filename="rec.pth"),
-        "free": _entry(["https://example.invalid/free.pth"], name="free", filename="free.pth"),
-        "gone": _entry(["https://example.invalid/gone.pth"], name="gone", filename="gone.pth"),
-    }
-    catalogue(entries)
-    models = tmp_path / "models"
-    (models / "simswap").mkdir(parents=True)
-    (models / "simswap" / "pub.pth").write_bytes(good)
-    (models / "simswap" / "b.pth").write_bytes(bad)
-    (models / "simswap" / "free.pth").write_bytes(bad)
-    inst.install_model(entries["rec"], models, log=lambda s: None, **FAST)
-    code, out = _run_main(["--check", "--models-dir", str(models)])
-    assert code == 1  # one mismatch
-    assert re.search(r"OK +pub:", out) and re.search(r"MISMATCH +badpub:", out)
-    assert re.search(r"OK-RECORDED +rec:", out) and re.search(rf"UNVERIFIED +free:.*{_sha(bad)}", out)
-    assert re.search(r"MISSING +gone:", out)
-    (models / "simswap" / "rec.pth").write_bytes(bad)  # tampered after download
-    code, out = _run_main(["--check", "--models-dir", str(models)])
-    assert re.search(r"MISMATCH +rec:.*recorded at its first download", out)
-
-
-def test_cli_downloads_with_licence_notice_first(server, tmp_path, catalogue):
-    data = _payload(2000, 19)
-    server.routes["/nc.pth"] = {"data": data}
-    catalogue({"nc": _entry([server.url + "/nc.pth"], name="nc", filename="nc.pth", noncommercial=True,
-                            license="CC BY-NC 4.0 test")})
-    code, out = _run_main(["--model", "nc", "--models-dir", str(tmp_path), "--no-progress"])
-    assert code == 0 and (tmp_path / "simswap" / "nc.pth").read_bytes() == data
-    assert out.index("LICENCE NOTICE") < out.index("downloading")
-    assert "NON-COMMERCIAL" in out and "CC BY-NC 4.0 test" in out
-
-
-def test_cli_unknown_model_is_a_usage_error(tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        installer_cli.main(["--model", "nonexistent", "--models-dir", str(tmp_path)], out=lambda s: None)
-    assert info.value.code == 2 and "unknown model 'nonexistent'" in capsys.readouterr().err
-
-
-def test_cli_mirror_folder_and_failure_exit_code(server, tmp_path, catalogue):
-    data = _payload(2000, 20)
-    local = tmp_path / "usb"
-    local.mkdir()
-    (local / "official.zip").write_bytes(_zip({"ck/m.pth": data}))
-    catalogue({
-        "m": _entry([server.url + "/official.zip"], name="m", filename="m.pth", archive_member="ck/m.pth",
-                    sha256=_sha(data)),
-        "n": _entry([server.url + "/none.pth"], name="n", filename="n.pth"),
-    })
-    models = tmp_path / "models"
-    code, out = _run_main(["--model", "m", "--models-dir", str(models), "--mirror", str(local), "--no-progress"])
-    assert code == 0, out
-    assert (models / "simswap" / "m.pth").read_bytes() == data
-    assert server.requests == []  # the local mirror was tried first and worked
-    code, out = _run_main(["--model", "n", "--models-dir", str(models), "--retries", "0", "--no-progress"])
-    assert code == 1 and "FAIL  n:" in out and "HTTP 404" in out
-
-
-def test_no_args_downloads_nothing_but_env_opt_in_does(server, tmp_path, catalogue, monkeypatch):
-    data = _payload(2000, 21)
-    server.routes["/r.pth"] = {"data": data}
-    catalogue({"r": _entry([server.url + "/r.pth"], name="r", filename="r.pth", recommended=True)},
-              recommended=("r",))
-    models = tmp_path / "models"
-    monkeypatch.setenv("SIMSWAP_MODELS_DIR", str(models))
-    code, out = _run_main([])
-    assert code == 0 and "MISSING  r" in out and "--model r --models-dir" in out and "--download" in out
-    assert server.requests == [] and not models.exists()
-    monkeypatch.setenv("SIMSWAP_AUTO_DOWNLOAD", "1")
-    code, out = _run_main(["--no-progress"])
-    assert code == 0 and (models / "simswap" / "r.pth").read_bytes() == data
-
-
-def test_install_py_no_args_is_quiet_offline_and_does_not_import_torch(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("SIMSWAP_MODELS_DIR", "SIMSWAP_AUTO_DOWNLOAD")}
-    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
-    code = (
-        "import runpy, sys\n"
-        "sys.argv = ['install.py']\n"
-        "try:\n    runpy.run_path('install.py', run_name='__main__')\n"
-        "except SystemExit as e:\n    print('EXIT', e.code)\n"
-        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "EXIT 0" in proc.stdout and "NO-TORCH" in proc.stdout
-    assert "nothing is downloaded without an explicit flag" in proc.stdout
-    assert "MISSING  simswap_224" in proc.stdout and "--download" in proc.stdout
-    assert not (tmp_path / "xdg").exists()  # nothing written
-
-
-def test_requirements_txt_follows_comfyui_manager_rules():
-    lines = [ln.split("#", 1)[0].strip() for ln in (REPO / "requirements.txt").read_text().splitlines()]
-    reqs = [ln for ln in lines if ln]
-    names = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in reqs}
-    assert names == {"numpy", "safetensors", "pillow", "kornia", "av", "tqdm", "onnx"}
-    assert all("==" not in r and "<" not in r for r in reqs)  # loose lower bounds only
