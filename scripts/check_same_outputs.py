@@ -16,7 +16,8 @@ Method
    * cli: ``python -m simswap_core.cli swap|faces ... --device cpu --quiet`` (old module or new package);
    * nodes: a real ComfyUI server (``.cache/comfyui``, ``--cpu``) whose only custom node pack is a symlink
      ``ComfyUI-SimSwap`` -> that checkout; the API workflows of the CURRENT checkout's ``workflows/api`` are posted
-     to both servers unchanged (plus, as ``<name>@ref``, REV's own version of each file changed since: saved
+     to both servers (an input that a checkout's nodes do not declare, e.g. one added since REV, is left out on that
+     side and printed: the reference then does what it always did) (plus, as ``<name>@ref``, REV's own version of each file changed since: saved
      workflows must keep working), and every image listed in ``/history`` outputs is read back through ``/view``.
 4. Outputs are compared decoded: images and video frames pixel for pixel (``np.array_equal``; otherwise the max abs
    difference and the number of differing pixels are shown), JSON by equality, safetensors tensor by tensor.
@@ -249,13 +250,14 @@ def run_nodes(checkout: Path, out: Path, cases: list[str], workflows: dict[str, 
             pack = dirs["custom_nodes"] / PACK
             if f"(IMPORT FAILED): {pack}" in text or f"Cannot import {pack}" in text:
                 raise RuntimeError(f"ComfyUI failed to import the pack:\n{short(text)}")
+            info = json.loads(http(base, "/object_info"))
             for name in cases:
                 case_dir = out / name
                 shutil.rmtree(case_dir, ignore_errors=True)
                 case_dir.mkdir(parents=True)
                 t0 = time.monotonic()
                 try:
-                    run_prompt(base, json.loads(workflows[name]), case_dir, proc)
+                    run_prompt(base, known_inputs_only(json.loads(workflows[name]), info, name), case_dir, proc)
                     for ident in sorted((sim / "identities").glob("*")):  # files written by Save Identity
                         shutil.move(str(ident), case_dir / f"identity_{ident.name}")
                     errors[name] = None
@@ -279,6 +281,19 @@ def run_nodes(checkout: Path, out: Path, cases: list[str], workflows: dict[str, 
         shutil.copyfile(log_path, out / "comfyui.log")
     shutil.rmtree(root, ignore_errors=True)
     return errors
+
+
+def known_inputs_only(prompt: dict, info: dict, name: str) -> dict:
+    """The prompt without inputs this server's nodes do not declare (an input added since the reference, e.g. Swap's
+    detected_faces: the reference then does what it always did, here: detect again), each one printed."""
+    for node_id, node in prompt.items():
+        spec = info.get(node.get("class_type"), {}).get("input", {})
+        known = {k for part in ("required", "optional", "hidden") for k in spec.get(part, {})}
+        for key in [k for k in node.get("inputs", {}) if spec and k not in known]:
+            print(f"[nodes] {name}: node {node_id} {node['class_type']}.{key} is unknown to this checkout; left out",
+                  file=sys.stderr)
+            del node["inputs"][key]
+    return prompt
 
 
 def run_prompt(base: str, prompt: dict, case_dir: Path, proc: subprocess.Popen) -> None:
