@@ -17,7 +17,8 @@ Method
    * nodes: a real ComfyUI server (``.cache/comfyui``, ``--cpu``) whose only custom node pack is a symlink
      ``ComfyUI-SimSwap`` -> that checkout; the API workflows of the CURRENT checkout's ``workflows/api`` are posted
      to both servers (an input that a checkout's nodes do not declare, e.g. one added since REV, is left out on that
-     side and printed: the reference then does what it always did) (plus, as ``<name>@ref``, REV's own version of each file changed since: saved
+     side and printed: the reference then does what it always did)
+     (plus, as ``<name>@ref``, REV's own version of each file changed since: saved
      workflows must keep working), and every image listed in ``/history`` outputs is read back through ``/view``.
 4. Outputs are compared decoded: images and video frames pixel for pixel (``np.array_equal``; otherwise the max abs
    difference and the number of differing pixels are shown), JSON by equality, safetensors tensor by tensor.
