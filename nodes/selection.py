@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # simswap_core is imported where it is used
+from simswap_core import masks as _masks
+
+if TYPE_CHECKING:
     from simswap_core.detection.select import FaceSelection
     from simswap_core.masks import MaskSpec
 
@@ -55,7 +57,7 @@ def make_selection(how: str, indices: str = "0", order: str = "left-right",
 
 
 # ---------------------------------------------------------------------------------------------- mask options
-MASK_KINDS = ["box", "ellipse", "parsing"]
+MASK_KINDS = list(_masks.MASK_KINDS)  # every registered CropMasker kind (simswap_core/masks/), in menu order
 OFFICIAL_REGIONS_TEXT = "skin,brows,eyes,glasses,nose,lips,mouth"
 
 
