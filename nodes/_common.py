@@ -73,16 +73,6 @@ def n1hw_to_mask(x: torch.Tensor) -> torch.Tensor:
     return x[:, 0].to(device=intermediate_device(), dtype=torch.float32).contiguous()
 
 
-def check_faces_match(faces: DetectedFaces, frames: torch.Tensor, what: str = "faces") -> None:
-    """Detected faces (SIMSWAP_FACES) must describe exactly these frames [N,3,H,W] (count and size)."""
-    from simswap_core.errors import InputError
-
-    if faces.num_frames != frames.shape[0] or any(tuple(s) != tuple(frames.shape[-2:]) for s in faces.frame_sizes):
-        raise InputError(f"{what}: detected on {faces.num_frames} frame(s) of size {faces.frame_sizes[:1]}, but "
-                         f"images has {frames.shape[0]} of {tuple(frames.shape[-2:])}; detect faces on the same "
-                         f"images")
-
-
 def align_selected(frames: torch.Tensor, faces: DetectedFaces, crop_size: int, mode: str | None,
                    selection: FaceSelection) -> AlignedFaces:
     """AlignedFaces of the faces ``selection`` keeps (a FaceSelection), aligned on the compute device."""

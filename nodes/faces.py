@@ -11,7 +11,6 @@ from ._common import (
     CATEGORY,
     FaceCrops,
     align_selected,
-    check_faces_match,
     compute_device,
     image_to_nchw,
     mask_to_n1hw,
@@ -95,7 +94,7 @@ class SimSwapAlignFaces(io.ComfyNode):
     def execute(cls, images: torch.Tensor, faces: DetectedFaces, crop_size: str, alignment: str, select: str,
                 face_index: str, order: str, generator: ManagedModel | None = None) -> io.NodeOutput:
         frames = image_to_nchw(images, "images")
-        check_faces_match(faces, frames)
+        faces.check_matches(frames)
         if generator is not None:
             crop_size = generator.info.get("crop_size") or crop_size
         aligned = align_selected(frames, faces, int(crop_size), None if alignment == "auto" else alignment,
@@ -148,8 +147,8 @@ class SimSwapFaceMask(io.ComfyNode):
         from simswap_core.paste import frame_masks
 
         spec = make_mask_spec(mask, mask_regions, mask_grow, mask_feather)
-        if spec.kind == "parsing" and parser is None:
-            raise InputError("parser: mask = parsing needs a face parser (SimSwap Load Face Parser)")
+        if spec.needs_parser and parser is None:
+            raise InputError(f"parser: mask = {spec.kind} needs a face parser (SimSwap Load Face Parser)")
         if face_crops is not None:
             aligned = face_crops.aligned.to(compute_device())
         elif faces is None or images is None:
@@ -157,7 +156,7 @@ class SimSwapFaceMask(io.ComfyNode):
                              "and the 'images' they were detected in")
         else:  # every detected face, aligned like the official 224 model
             frames = image_to_nchw(images, "images")
-            check_faces_match(faces, frames)
+            faces.check_matches(frames)
             aligned = align_selected(frames, faces, 224, None, make_selection("all"))
         crop_masks = _crop_masks(aligned, spec, parser)
         return io.NodeOutput(n1hw_to_mask(frame_masks(aligned, crop_masks)), n1hw_to_mask(crop_masks))

@@ -10,7 +10,6 @@ from ._common import (
     CATEGORY,
     FaceCrops,
     ManagedModel,
-    check_faces_match,
     check_interrupt,
     compute_device,
     image_to_nchw,
@@ -135,10 +134,10 @@ class SimSwapSwap(io.ComfyNode):
             raise InputError("reference: faces = reference needs the 'reference' input (an identity of the "
                              "person to replace, from SimSwap Extract Identity)")
         spec = make_mask_spec(mask, mask_regions, mask_grow, mask_feather)
-        if spec.kind == "parsing" and parser is None:
-            raise InputError("parser: mask = parsing needs a face parser (SimSwap Load Face Parser)")
+        if spec.needs_parser and parser is None:
+            raise InputError(f"parser: mask = {spec.kind} needs a face parser (SimSwap Load Face Parser)")
         if detected_faces is not None:
-            check_faces_match(detected_faces, frames, "detected_faces")
+            detected_faces.check_matches(frames, "detected_faces")
         check_interrupt()
         swapper = make_swapper(generator, arcface, detector, parser)
         n = frames.shape[0]

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from .errors import InputError
+
 
 @dataclass
 class DetectedFaces:
@@ -64,6 +66,14 @@ class DetectedFaces:
         return DetectedFaces(self.boxes.to(device), self.points.to(device), self.scores.to(device),
                              self.frame_index.to(device), list(self.frame_sizes),
                              None if self.track_id is None else self.track_id.to(device))
+
+    def check_matches(self, frames: torch.Tensor, what: str = "faces") -> None:
+        """InputError naming ``what`` unless these faces were detected on ``frames`` [N,3,H,W] (count and size)."""
+        n, size = frames.shape[0], tuple(frames.shape[-2:])
+        if self.num_frames != n or any(tuple(s) != size for s in self.frame_sizes):
+            raise InputError(f"{what}: expected the DetectedFaces of these {n} frame(s) of size {size}, got faces "
+                             f"of {self.num_frames} frame(s) of size {self.frame_sizes[:1]}; detect faces on the "
+                             "same frames")
 
     def replace(self, **fields: Any) -> DetectedFaces:
         """A copy with some fields replaced (e.g. ``points=`` smoothed landmarks, ``track_id=``)."""

@@ -265,11 +265,10 @@ class FaceSwapper:
         opts = self._options(identity, select, mask, paste_mode, color_match, reference, if_no_face, batch_size,
                              face_batch_size, smoothing)
         n = frames.shape[0]
-        if faces is not None and (not isinstance(faces, DetectedFaces) or faces.num_frames != n
-                                  or any(tuple(s) != tuple(frames.shape[-2:]) for s in faces.frame_sizes)):
-            raise InputError(f"faces: expected the DetectedFaces of these {n} frame(s) of size "
-                             f"{tuple(frames.shape[-2:])}, got {_describe_faces(faces)}; detect faces on the "
-                             f"same frames")
+        if faces is not None:
+            if not isinstance(faces, DetectedFaces):
+                raise InputError(f"faces: expected the DetectedFaces of these {n} frame(s), got {type(faces).__name__}")
+            faces.check_matches(frames)
         latent = identity.latent.to(self.device, torch.float32).reshape(1, -1)
         progress = increasing(progress)
         parts = []
@@ -337,12 +336,6 @@ class FaceSwapper:
                               f"{detector_label(self.detector)}); pass if_no_face='keep' to return such frames "
                               "unchanged")
         return empty
-
-
-def _describe_faces(faces: object) -> str:
-    if not isinstance(faces, DetectedFaces):
-        return type(faces).__name__
-    return f"faces of {faces.num_frames} frame(s) of size {faces.frame_sizes[:1]}"
 
 
 def _short_list(items: list[int], limit: int = 10) -> str:
