@@ -23,11 +23,6 @@ def default_search_dirs() -> list[Path]:
     return [Path(d) for d in model_search_dirs()]
 
 
-def check_frames(frames: torch.Tensor, what: str = "frames") -> None:
-    """Raise InputError unless ``frames`` is a float tensor [N,3,H,W] (``checks.check_images``)."""
-    check_images(frames, what, allow_empty=True)
-
-
 def resize_255(frames: torch.Tensor, size: tuple[int, int], *, antialias: bool) -> torch.Tensor:
     """[N,3,H,W] in [0,1] -> [N,3,h,w] float32 in 0..255 rounded to integers (what a uint8 image holds).
 
@@ -137,7 +132,7 @@ class FaceDetector:
     batch_size: int = 8
 
     def detect(self, frames: torch.Tensor) -> DetectedFaces:
-        check_frames(frames)
+        check_images(frames, "frames", allow_empty=True)
         n, _, h, w = frames.shape
         sizes = [(int(h), int(w))] * n
         if n == 0 or h == 0 or w == 0:

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..checks import check_images
 from ..faces import DetectedFaces
-from .base import check_frames
 from .select import order_faces
 
 SELECTED = (40, 220, 60)      # box colour of faces that will be swapped
@@ -31,7 +31,7 @@ def draw_faces(frames: torch.Tensor, faces: DetectedFaces, *, order: str = "left
     selected: optional [F] bool, faces to be swapped are drawn green, the others red (all green if None).
     Returns [N,3,H,W] float32 RGB [0,1] on the frames' device.
     """
-    check_frames(frames)
+    check_images(frames, "frames", allow_empty=True)
     if faces.num_frames != frames.shape[0]:
         raise ValueError(f"draw_faces: {faces.num_frames} frames of faces for {frames.shape[0]} frames")
     n, _, h, w = frames.shape
