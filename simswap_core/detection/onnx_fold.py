@@ -207,11 +207,10 @@ def prepare_onnx(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None 
     served stale. The file is written to a temporary name and renamed into place (atomic; concurrent processes
     are safe). The source file is never modified.
     """
+    from .onnx_session import read_onnx_model
+
     src = Path(src)
-    try:
-        data = src.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"cannot read ONNX model {str(src)!r}: {e}") from e
+    data = read_onnx_model(src)  # a regular, bounded, self-contained ONNX file (CheckpointError otherwise)
     digest = hashlib.sha256(data + f"|v{FOLD_VERSION}|dyn={dynamic}|opset={opset}".encode()).hexdigest()[:16]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = folder / f"{src.stem}.fp32.{digest}.onnx"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..errors import DependencyError
+from ..errors import CheckpointError, DependencyError
 
 if TYPE_CHECKING:  # onnxruntime is imported lazily (import_onnxruntime)
     from onnxruntime import InferenceSession
@@ -24,6 +24,73 @@ def import_onnxruntime() -> ModuleType:
     except ImportError as e:
         raise DependencyError(f"{_INSTALL_HINT} (import failed: {e})") from e
     return onnxruntime
+
+
+#: the largest ONNX detector file read (SCRFD 10G is 17 MB, YuNet under 1 MB)
+MAX_ONNX_BYTES = 512 * 1024 * 1024
+_EXPECTED_ONNX = "expected a self-contained ONNX face detector (YuNet or SCRFD .onnx)"
+
+
+def read_onnx_model(model: str | os.PathLike | bytes, source: str | None = None) -> bytes:
+    """The bytes of an ONNX model, checked: a regular file of bounded size, a parseable ModelProto, and no tensor
+    that refers to external data (onnxruntime would read that other file from disk). CheckpointError naming the
+    file, what was found and what was expected otherwise."""
+    from ..models.model_file import check_model_file
+
+    if isinstance(model, bytes):
+        data, where = model, source or "ONNX model bytes"
+    else:
+        where = source or str(model)
+        check_model_file(model, _EXPECTED_ONNX, MAX_ONNX_BYTES)
+        try:
+            with open(model, "rb") as fh:
+                data = fh.read(MAX_ONNX_BYTES + 1)
+        except OSError as exc:
+            raise CheckpointError(f"{where}: cannot be read ({exc.strerror}); {_EXPECTED_ONNX}") from None
+    if len(data) > MAX_ONNX_BYTES:
+        raise CheckpointError(f"{where}: found {len(data)} bytes (limit {MAX_ONNX_BYTES}); {_EXPECTED_ONNX}")
+    try:
+        import onnx
+    except ImportError as exc:  # pragma: no cover - onnx is a declared dependency
+        raise DependencyError(f"reading ONNX detectors needs the 'onnx' package: pip install onnx ({exc})") from exc
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except Exception as exc:  # google.protobuf.message.DecodeError and RuntimeError, by protobuf backend
+        raise CheckpointError(f"{where}: found data that is not an ONNX model ({type(exc).__name__}); "
+                              f"{_EXPECTED_ONNX}") from None
+    if not proto.HasField("graph"):
+        raise CheckpointError(f"{where}: found an ONNX file without a graph; {_EXPECTED_ONNX}")
+    external = _external_reference(proto.graph, 0)
+    if external is not None:
+        raise CheckpointError(f"{where}: found tensor {external!r} stored in an external data file (onnxruntime "
+                              f"would read another file from disk); refused, {_EXPECTED_ONNX}")
+    return data
+
+
+def _external_reference(graph: object, depth: int) -> str | None:
+    """The name of the first tensor of ``graph`` (or its subgraphs) with external data, else None."""
+    if depth > 32:
+        return "<subgraphs nested too deep>"
+    tensors = list(getattr(graph, "initializer", []))
+    tensors += [sparse.values for sparse in getattr(graph, "sparse_initializer", [])]
+    subgraphs = []
+    for node in getattr(graph, "node", []):
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                tensors.append(attr.t)
+            tensors.extend(attr.tensors)
+            if attr.HasField("g"):
+                subgraphs.append(attr.g)
+            subgraphs.extend(attr.graphs)
+    for tensor in tensors:
+        if tensor.data_location == 1 or len(tensor.external_data):  # TensorProto.EXTERNAL
+            return str(tensor.name) or "<unnamed>"
+    for sub in subgraphs:
+        found = _external_reference(sub, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -56,8 +123,12 @@ def create_session(model: str | os.PathLike | bytes, device: str | torch.device 
     so.log_severity_level = 3  # errors only: no "initializer X appears in graph inputs" chatter
     if threads is not None:
         so.intra_op_num_threads = int(threads)
-    src = model if isinstance(model, bytes) else str(model)
-    session = ort.InferenceSession(src, sess_options=so, providers=requested)
+    where = "ONNX model bytes" if isinstance(model, bytes) else str(model)
+    data = read_onnx_model(model)  # bytes, so onnxruntime never resolves a path next to the file
+    try:
+        session = ort.InferenceSession(data, sess_options=so, providers=requested)
+    except Exception as exc:  # onnxruntime raises its own pybind exception types (InvalidGraph, Fail, ...)
+        raise CheckpointError(f"{where}: onnxruntime cannot load it ({str(exc)[:300]}); {_EXPECTED_ONNX}") from None
     providers = list(session.get_providers())
     if dev.type == "cuda" and len(requested) > 1 and "CUDAExecutionProvider" not in providers:
         warnings.warn("face detection runs on CPU: onnxruntime could not create the CUDA execution provider "

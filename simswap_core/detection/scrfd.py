@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..errors import CheckpointError, MissingModelError
 from .base import FaceDetector, batched_nms, default_search_dirs
-from .onnx_session import create_session
+from .onnx_session import create_session, read_onnx_model
 
 # Detector file of each insightface pack (what insightface's FaceAnalysis would route to "detection").
 PACK_DETECTORS: dict[str, str] = {
@@ -68,7 +68,7 @@ def detector_in_folder(folder: Path) -> Path | None:
             continue
         try:
             import onnx
-            if len(onnx.load(str(p), load_external_data=False).graph.output) >= 5:
+            if len(onnx.load_from_string(read_onnx_model(p)).graph.output) >= 5:  # never blocks on a FIFO
                 return p
         except Exception:  # unreadable files are not detectors; a clear error follows if nothing matches
             continue

@@ -2,15 +2,18 @@
 
 Accepted inputs, detected from the file's bytes (not its extension):
 
-* ``.pth`` state dicts (the official ``latest_net_G.pth`` / ``550000_net_G.pth`` / ``79999_iter.pth``), read with
-  ``torch.load(weights_only=True)``;
-* the official ``arcface_checkpoint.tar`` -- a whole pickled ``models.arcface_models.ResNet`` (2023 file) or a dict
-  whose ``'model'`` is a ``DataParallel``-wrapped ``models.ResNet`` (2021 file) -- read with the allow-list
-  unpickler (:mod:`.safe_pickle`, :mod:`.pickle_containers`); only its weights are used, in our own module;
+* ``.pth`` state dicts (the official ``latest_net_G.pth`` / ``550000_net_G.pth`` / ``79999_iter.pth``) and
+  the official ``arcface_checkpoint.tar`` -- a whole pickled ``models.arcface_models.ResNet`` (2023 file) or a dict
+  whose ``'model'`` is a ``DataParallel``-wrapped ``models.ResNet`` (2021 file) -- all read with the allow-list
+  unpickler (:mod:`.safe_pickle`, :mod:`.pickle_containers`; never ``torch.load``); only the weights are used,
+  in our own module;
 * ``.safetensors`` files written by :func:`~.loaders.convert_checkpoint` (metadata: kind, variant, crop size,
   arch) or any safetensors file with the official keys.
 
-No code from a file ever runs. A missing file raises :class:`~simswap_core.errors.MissingModelError` naming the
+No code from a file ever runs, and nothing a file declares is trusted before it is checked: the container's limits
+(:mod:`.pickle_scan`, :mod:`.pickle_containers`, :mod:`.safetensors_header`), then every tensor's dtype and shape
+against the network its keys imply (:func:`check_declared`, on meta tensors), and only then are weights read.
+A missing file raises :class:`~simswap_core.errors.MissingModelError` naming the
 file and the kind expected; a damaged or wrong-kind file raises :class:`~simswap_core.errors.CheckpointError`
 naming the file, what was found and what was expected. Building modules from the weights is :mod:`.loaders`.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +33,13 @@ from torch import Tensor, nn
 from ..errors import CheckpointError, MissingModelError
 from ..networks.arcface import ArcFaceConfig
 from ..networks.generator import GeneratorConfig
-from .pickle_containers import restricted_load, sniff_format
-from .safe_pickle import PickledModule, module_state_dict
+from .model_file import check_model_file, sniff_format
+from .pickle_containers import load_checkpoint_pickle
+from .safe_pickle import PickledModule, materialize, module_state_dict
+from .safetensors_header import check_metadata, read_safetensors_header
 
-__all__ = ["CheckpointInfo", "WANTED", "build_module", "check_kind", "describe_found", "read_checkpoint"]
+__all__ = ["CheckpointInfo", "WANTED", "build_module", "check_declared", "check_kind", "compare_state",
+           "describe_found", "read_checkpoint"]
 
 _WRAPPER_KEYS = ("state_dict", "model", "net", "netG", "module")
 
@@ -92,7 +99,7 @@ def _detect_kind(state: Mapping[str, Tensor]) -> str:
 def _describe_keys(state: Mapping[str, Any], n: int = 4) -> str:
     keys = list(state)
     more = f", ... ({len(keys)} keys)" if len(keys) > n else ""
-    return "[" + ", ".join(repr(k) for k in keys[:n]) + more + "]"
+    return "[" + ", ".join(reprlib.repr(k) for k in keys[:n]) + more + "]"  # bounded: keys come from the file
 
 
 def _unwrap(obj: Any, source: str, where: str = "") -> tuple[dict[str, Tensor], str]:
@@ -128,74 +135,144 @@ def read_checkpoint(path: str | os.PathLike, kind: str | None = None) -> Checkpo
     """Read the weights of a checkpoint file without building a model (no code from the file runs).
 
     ``kind`` (a key of :data:`WANTED`) only words the errors: what a missing or unreadable file should have been.
+    Everything the file declares is checked before a weight is read: the container's limits, every tensor's
+    storage, dtype and shape against the architecture its keys imply, and (safetensors) the metadata values.
     """
     path = Path(path)
     wanted = f"{WANTED[kind]} as " if kind in WANTED else ""
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         what = f"{kind} file" if kind in WANTED else "checkpoint file"
         raise MissingModelError(f"{what} {path} does not exist (or is not a file); expected {wanted}{_READABLE}")
+    check_model_file(path, f"{wanted}{_READABLE}")
     source = str(path)
     fmt = sniff_format(path)
-    metadata: dict[str, str] = {}
     if fmt == "safetensors":
-        try:
-            from safetensors import safe_open
-            from safetensors.torch import load_file
-
-            with safe_open(str(path), framework="pt") as fh:
-                metadata = dict(fh.metadata() or {})
-            state = load_file(str(path), device="cpu")
-        except Exception as exc:  # safetensors raises its own SafetensorError / OSError for damaged files
-            raise CheckpointError(f"{source}: found a damaged .safetensors file ({exc}): truncated or corrupted; "
-                                  f"expected a complete .safetensors file") from None
-        return CheckpointInfo(path, _detect_kind(state), "safetensors", state, metadata)
+        return _read_safetensors(path, source)
     if fmt in ("zip", "legacy"):
-        if fmt == "zip":
-            _verify_zip(path, source)  # torch.load checks no CRC-32 and would hand TorchScript to torch.jit
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:
-            # Refused globals (a pickled module, or anything else) or a damaged file: the allow-list unpickler
-            # either reads the official pickled ArcFace, or raises a precise Checkpoint/UnsafeCheckpointError.
-            obj = restricted_load(path)
-        state, how = _unwrap(obj, source)
-        if not state:
-            raise CheckpointError(f"{source}: the {how} holds no tensors; expected model weights")
-        return CheckpointInfo(path, _detect_kind(state), how, state, metadata)
+
+        def finish(obj: Any) -> tuple[dict[str, Tensor], str]:
+            state, how = _unwrap(obj, source)
+            if not state:
+                raise CheckpointError(f"{source}: the {how} holds no tensors; expected model weights")
+            check_declared(path, state, _detect_kind(state), f"the {how}")
+            return {k: materialize(v) for k, v in state.items()}, how
+
+        state, how = load_checkpoint_pickle(path, finish)
+        return CheckpointInfo(path, _detect_kind(state), how, state, {})
     found = {"empty": "an empty file", "tar": "a tar archive (pre-2018 torch format, unsupported)"}.get(
         fmt, "data that is neither a PyTorch checkpoint nor a .safetensors file")
     if fmt == "unknown" and path.suffix.lower() == ".onnx":
         found = "an ONNX model (a face detector?), not a PyTorch checkpoint"
     try:
-        head = path.read_bytes()[:16]
+        with open(path, "rb") as fh:
+            head = fh.read(16)
     except OSError:
         head = b""
     raise CheckpointError(f"{source}: found {found} (first bytes {head!r}); expected {wanted}{_READABLE}")
 
 
-def _verify_zip(path: Path, source: str) -> None:
-    """Refuse TorchScript archives, and check every record of a torch zip checkpoint against its CRC-32 (torch.load
-    does not: a flipped bit in a weight would load silently). A zip that cannot be opened is left to the loaders,
-    whose messages say more."""
-    import zipfile
-    import zlib
+def _read_safetensors(path: Path, source: str) -> CheckpointInfo:
+    """A .safetensors file: header and metadata checked (and the declared tensors against their architecture)
+    before the library reads a byte of weights."""
+    header = read_safetensors_header(path)
+    metadata = check_metadata(header.metadata, source)
+    declared = header.meta_state()
+    check_declared(path, declared, _detect_kind(declared), "the safetensors file")
+    try:
+        from safetensors.torch import load_file
 
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own SafetensorError / OSError for damaged files
+        raise CheckpointError(f"{source}: found a damaged .safetensors file ({exc}): truncated or corrupted; "
+                              f"expected a complete .safetensors file") from None
+    info = CheckpointInfo(path, _detect_kind(state), "safetensors", state, metadata)
+    arch = metadata.get("arch")
+    if arch is not None and info.kind in ("generator", "arcface") and arch != info.arch:
+        raise CheckpointError(f"{source}: its metadata says arch={arch!r} but its weights are the {info.arch} "
+                              f"layout; expected metadata that matches the weights")
+    return info
+
+
+#: the dtypes weights may have (converted to float32 when loaded); counters (num_batches_tracked) are integers
+_WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_COUNTER_DTYPES = (torch.int64, torch.int32)
+_MAX_KEYS = 10_000
+_MAX_GENERATOR_BLOCKS = 64
+_MAX_ARCFACE_BLOCKS = 200
+
+
+def _expected_shapes(path: Path, state: Mapping[str, Tensor], kind: str) -> tuple[dict[str, tuple[int, ...]], str]:
+    """The state_dict shapes of the network ``state``'s keys imply, from a module built on the meta device (no
+    memory), and its name; ({}, "") for an unknown kind."""
+    from ..networks.arcface import IResNet
+    from ..networks.bisenet import NUM_CLASSES, BiSeNet
+    from ..networks.generator import SimSwapGenerator
+
+    factory: Callable[[], nn.Module]
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError):
+        if kind == "generator":
+            gconfig = GeneratorConfig.from_state_dict(state)
+            if gconfig.n_blocks > _MAX_GENERATOR_BLOCKS:
+                raise CheckpointError(f"{path}: found a generator with {gconfig.n_blocks} ID blocks, expected at most "
+                                      f"{_MAX_GENERATOR_BLOCKS} (the official layouts have 9)")
+            factory, what = (lambda: SimSwapGenerator(gconfig)), f"the {gconfig.arch} generator"
+        elif kind == "arcface":
+            aconfig = ArcFaceConfig.from_state_dict(state)
+            if sum(aconfig.layers) > _MAX_ARCFACE_BLOCKS:
+                raise CheckpointError(f"{path}: found an ArcFace with {sum(aconfig.layers)} blocks, expected at most "
+                                      f"{_MAX_ARCFACE_BLOCKS}")
+            factory, what = (lambda: IResNet(aconfig)), f"the {aconfig.arch} ArcFace"
+        elif kind == "parser":
+            factory, what = (lambda: BiSeNet(NUM_CLASSES)), "the 19-class BiSeNet face parser"
+        else:
+            return {}, ""
+        with torch.device("meta"):
+            module = factory()
+    except CheckpointError:
+        raise
+    except (KeyError, ValueError, IndexError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: the {kind} keys are incomplete or inconsistent ({type(exc).__name__}: "
+                              f"{str(exc)[:200]}); expected the official layout") from None
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}, what
+
+
+def compare_state(path: Path, how: str, what: str, expected: Mapping[str, tuple[int, ...]],
+                  state: Mapping[str, Tensor]) -> None:
+    """Raise CheckpointError unless ``state`` has exactly the keys and shapes of ``expected`` (a missing
+    ``num_batches_tracked`` is tolerated: files of old torch versions lack it)."""
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {v})" for k, v in expected.items()
+             if k in state and tuple(state[k].shape) != tuple(v)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys {missing[:4]}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys {[k[:80] for k in unexpected[:4]]}")
+        if wrong:
+            parts.append(f"wrong shapes {wrong[:4]}")
+        raise CheckpointError(f"{path}: {how} does not fit {what}: " + "; ".join(parts))
+
+
+def check_declared(path: Path, state: Mapping[str, Tensor], kind: str, how: str) -> None:
+    """Check what a file declares before its weights are read (``state`` may hold meta tensors): for a known
+    ``kind``, every tensor's dtype (real floats; integer ``num_batches_tracked`` counters) and the keys and shapes
+    of the network the keys imply. Unknown kinds are left to :func:`check_kind`, which refuses them."""
+    if len(state) > _MAX_KEYS:
+        raise CheckpointError(f"{path}: {how} holds {len(state)} tensors (limit {_MAX_KEYS}); expected a SimSwap "
+                              f"model")
+    if kind == "unknown":
         return
-    try:
-        with zf:
-            if any(n.endswith("/constants.pkl") for n in zf.namelist()):
-                raise CheckpointError(f"{source}: found a TorchScript archive (torch.jit.save), not a checkpoint; "
-                                      f"expected a state dict or the official pickled model")
-            bad = zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError) as exc:
-        raise CheckpointError(f"{source}: found a damaged zip archive ({exc}); expected an intact PyTorch "
-                              f"checkpoint (the file is corrupted: download or copy it again)") from None
-    if bad is not None:
-        raise CheckpointError(f"{source}: found a corrupted record '{bad}' (CRC-32 mismatch); expected an intact "
-                              f"PyTorch checkpoint (the file is corrupted: download or copy it again)")
+    for key, value in state.items():
+        counter = key.endswith("num_batches_tracked")
+        allowed = _COUNTER_DTYPES if counter else _WEIGHT_DTYPES
+        if value.dtype not in allowed:
+            names = ", ".join(str(d).replace("torch.", "") for d in allowed)
+            raise CheckpointError(f"{path}: tensor {key} of {how} is {str(value.dtype).replace('torch.', '')}; "
+                                  f"expected {names} for a {kind} {'counter' if counter else 'weight'}")
+    expected, what = _expected_shapes(path, state, kind)
+    compare_state(path, how, what, expected, state)
 
 
 def describe_found(info: CheckpointInfo) -> str:
@@ -236,19 +313,7 @@ def build_module(factory: Callable[[], M], info: CheckpointInfo, what: str) -> M
     for key in expected:  # files from old torch versions lack num_batches_tracked
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = torch.zeros((), dtype=torch.int64)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-             if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys {missing[:4]}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys {unexpected[:4]}")
-        if wrong:
-            parts.append(f"wrong shapes {wrong[:4]}")
-        raise CheckpointError(f"{info.path}: the {info.source} does not fit {what}: " + "; ".join(parts))
+    compare_state(info.path, f"the {info.source}", what, {k: tuple(v.shape) for k, v in expected.items()}, state)
     for key, value in state.items():
         # aminmax propagates NaN and shows +-inf in one pass without allocating (isfinite().all() is ~10x slower)
         if value.is_floating_point() and value.numel():

@@ -27,7 +27,8 @@ from ..networks.arcface import ArcFaceConfig, IResNet
 from ..networks.bisenet import NUM_CLASSES, BiSeNet
 from ..networks.generator import GeneratorConfig, SimSwapGenerator, normalize_variant
 from .checkpoints import WANTED, CheckpointInfo, build_module, check_kind, describe_found, read_checkpoint
-from .pickle_containers import sniff_format
+from .model_file import sniff_format
+from .safetensors_header import check_crop_size
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..detection import FaceDetector
@@ -76,10 +77,18 @@ def _generator_from_info(info: CheckpointInfo, variant: str | None, crop_size: i
             f"{info.path}: generator keys are incomplete ({exc}); expected the official layout") from exc
     if crop_size is None and "crop_size" in info.metadata:
         try:
-            crop_size = int(info.metadata["crop_size"])
-        except ValueError as exc:
-            raise CheckpointError(
-                f"{info.path}: metadata crop_size {info.metadata['crop_size']!r} is not an int") from exc
+            crop_size = check_crop_size(info.metadata["crop_size"], str(info.path))
+        except InputError as exc:
+            raise CheckpointError(f"{exc} (its metadata)") from None
+        if crop_size % config.size_multiple:
+            raise CheckpointError(f"{info.path}: metadata crop_size {crop_size} is not a multiple of "
+                                  f"{config.size_multiple}, which the {config.arch} layout needs; expected e.g. "
+                                  f"{config.default_crop_size}")
+    elif crop_size is not None:
+        crop_size = check_crop_size(crop_size, "crop_size")
+        if crop_size % config.size_multiple:
+            raise InputError(f"crop_size {crop_size} is not a multiple of {config.size_multiple}, which the "
+                             f"{config.arch} layout needs; expected e.g. {config.default_crop_size}")
     if config.deep and variant is None and "variant" not in info.metadata:
         warnings.warn(
             f"{info.path}: a deep generator (down4/up4) is being loaded with the default official Tanh convention; "

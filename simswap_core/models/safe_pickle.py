@@ -15,12 +15,15 @@ read with the unpickler of this module:
   :func:`~.pickle_containers.restricted_load` is the entry point.
 
 The result is plain data: dicts, tensors and :class:`PickledObject` trees; :func:`module_state_dict` turns a
-pickled module tree into a ``state_dict`` without calling any of its code.
+pickled module tree into a ``state_dict`` without calling any of its code. Tensors come out lazy: a meta tensor
+whose layout was checked against its :class:`Storage` (dense, non-overlapping, inside the storage: no stride-0 or
+out-of-bounds records), read only by :func:`materialize`, so callers can check dtypes and shapes first.
 """
 from __future__ import annotations
 
 import collections
 import pickle
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import torch
@@ -28,8 +31,8 @@ from torch import Tensor
 
 from ..errors import CheckpointError, UnsafeCheckpointError
 
-__all__ = ["PickledObject", "PickledModule", "RestrictedUnpickler", "Storage", "StorageType", "module_state_dict",
-           "plain_load"]
+__all__ = ["PickledObject", "PickledModule", "RestrictedUnpickler", "Storage", "StorageType", "is_lazy", "materialize",
+           "module_state_dict", "plain_load"]
 
 
 
@@ -93,11 +96,15 @@ _STORAGE_DTYPES = {
     "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
     "UntypedStorage": torch.uint8,
+    # read so that a loader can name them and refuse them as weights (see checkpoints.check_dtypes)
+    "ComplexFloatStorage": torch.complex64, "ComplexDoubleStorage": torch.complex128,
 }
 _DTYPES = {name: getattr(torch, name) for name in (
     "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
-    "float", "double", "half", "long", "int",
-)}
+    "float", "double", "half", "long", "int", "complex64", "complex128",
+    "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
+) if isinstance(getattr(torch, name, None), torch.dtype)}
+_MAX_DIMS = 16
 
 
 class StorageType:
@@ -114,24 +121,107 @@ class StorageType:
 
 
 class Storage:
-    """A storage read from the checkpoint: a flat uint8 tensor plus its element dtype."""
+    """A storage declared by the checkpoint: its element dtype, its size in bytes, and how to read those bytes.
 
-    def __init__(self, data: Tensor, dtype: torch.dtype) -> None:
-        self.data, self.dtype = data, dtype
+    Nothing is read or allocated until :meth:`data` is called (by :func:`materialize`), so a file's declared
+    tensors can be checked first; ``read`` must return exactly ``nbytes`` bytes as a flat uint8 tensor.
+    """
+
+    def __init__(self, dtype: torch.dtype, nbytes: int, read: Callable[[], Tensor], name: str) -> None:
+        self.dtype, self.nbytes, self.name = dtype, int(nbytes), name
+        self._read: Callable[[], Tensor] | None = read
+        self._data: Tensor | None = None
+
+    def data(self) -> Tensor:
+        """The storage's bytes (read once)."""
+        if self._data is None:
+            assert self._read is not None
+            data = self._read()
+            if data.dtype != torch.uint8 or data.numel() != self.nbytes:
+                raise CheckpointError(f"storage {self.name} holds {data.numel()} bytes, expected {self.nbytes}")
+            self._data, self._read = data, None
+        return self._data
+
+
+_VIEW_ATTR = "_simswap_checkpoint_view"
+
+
+def _check_layout(storage: Storage, dtype: torch.dtype, offset: Any, size: Any, stride: Any) -> None:
+    """Refuse a tensor record that is not a dense, non-overlapping view inside its storage (stride-0 tricks,
+    negative sizes, offsets past the end), before anything is allocated."""
+    if not (isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))):
+        raise CheckpointError(f"tensor record has size {type(size).__name__} / stride {type(stride).__name__}, "
+                              f"expected tuples of ints")
+    if not (type(offset) is int and all(type(v) is int for v in (*size, *stride)) and len(size) == len(stride)
+            and len(size) <= _MAX_DIMS):
+        raise CheckpointError(f"tensor record has invalid size/stride/offset {size!r} {stride!r} {offset!r}")
+    if offset < 0 or any(v < 0 for v in (*size, *stride)):
+        raise CheckpointError(f"tensor record has a negative size, stride or offset ({size!r} {stride!r} "
+                              f"{offset!r}); expected non-negative values")
+    itemsize = dtype.itemsize
+    if storage.nbytes % itemsize:
+        raise CheckpointError(f"storage {storage.name} of {storage.nbytes} bytes is not a whole number of "
+                              f"{dtype} elements")
+    elements = storage.nbytes // itemsize
+    if 0 in size:
+        if offset > elements:
+            raise CheckpointError(f"tensor record starts at element {offset}, past the end of storage "
+                                  f"{storage.name} ({elements} elements)")
+        return
+    dims = sorted((st, sz) for sz, st in zip(size, stride) if sz > 1)
+    reach = 0  # elements spanned by the inner dimensions so far, minus one
+    for st, sz in dims:
+        if st <= reach:
+            raise CheckpointError(f"tensor record of size {tuple(size)} with stride {tuple(stride)} overlaps itself "
+                                  f"(stride 0 or overlapping dimensions); expected a dense tensor")
+        reach += (sz - 1) * st
+    if offset + reach + 1 > elements:
+        raise CheckpointError(f"tensor record of size {tuple(size)} (stride {tuple(stride)}, offset {offset}) "
+                              f"needs {offset + reach + 1} elements, but its storage {storage.name} holds "
+                              f"{elements}")
+
+
+def _lazy_view(storage: Any, dtype: torch.dtype, offset: Any, size: Any, stride: Any) -> Tensor:
+    """A meta tensor with the record's shape and dtype that remembers where its data is (see :func:`materialize`)."""
+    if not isinstance(storage, Storage):
+        raise CheckpointError(f"tensor record refers to {type(storage).__name__}, expected a storage")
+    _check_layout(storage, dtype, offset, size, stride)
+    size, stride = tuple(size), tuple(stride)
+    meta = torch.empty(0, dtype=dtype, device="meta").as_strided(size, stride, offset)
+    setattr(meta, _VIEW_ATTR, (storage, dtype, offset, size, stride))
+    return meta
+
+
+def is_lazy(tensor: Tensor) -> bool:
+    """Whether ``tensor`` is a checkpoint record not read yet (a meta tensor from the unpickler)."""
+    return hasattr(tensor, _VIEW_ATTR)
+
+
+def materialize(tensor: Tensor) -> Tensor:
+    """The CPU tensor a lazy record stands for: its storage is read (once) and viewed; other tensors unchanged."""
+    view = getattr(tensor, _VIEW_ATTR, None)
+    if view is None:
+        return tensor
+    storage, dtype, offset, size, stride = view
+    data = storage.data()
+    flat = data.view(dtype) if dtype != torch.uint8 else data
+    return flat.as_strided(size, stride, offset)
 
 
 def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, *_ignored: Any) -> Tensor:
-    """Our replacement of ``torch._utils._rebuild_tensor(_v2)``: a view of a checkpoint storage (bounds checked)."""
+    """Our replacement of ``torch._utils._rebuild_tensor(_v2)``: a (lazy, bounds-checked) view of a storage."""
     if not isinstance(storage, Storage):
         raise CheckpointError(f"tensor record refers to {type(storage).__name__}, expected a storage")
-    if not (isinstance(storage_offset, int) and all(isinstance(v, int) for v in (*size, *stride))
-            and len(size) == len(stride)):
-        raise CheckpointError(f"tensor record has invalid size/stride/offset {size!r} {stride!r} {storage_offset!r}")
-    flat = storage.data.view(storage.dtype) if storage.dtype != torch.uint8 else storage.data
-    try:
-        return flat.as_strided(tuple(size), tuple(stride), storage_offset)
-    except RuntimeError as exc:
-        raise CheckpointError(f"tensor record does not fit its storage: {exc}") from None
+    return _lazy_view(storage, storage.dtype, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v3(storage: Any, storage_offset: Any, size: Any, stride: Any, _requires_grad: Any = None,
+                       _hooks: Any = None, dtype: Any = None, *_ignored: Any) -> Tensor:
+    """``torch._utils._rebuild_tensor_v3``: an untyped (byte) storage viewed as ``dtype`` (float8 & co.)."""
+    if not isinstance(storage, Storage) or storage.dtype != torch.uint8 or not isinstance(dtype, torch.dtype):
+        raise CheckpointError(f"tensor record (v3) holds {type(storage).__name__} and dtype {dtype!r}, expected an "
+                              f"untyped storage and a dtype")
+    return _lazy_view(storage, dtype, storage_offset, size, stride)
 
 
 def _rebuild_parameter(data: Any, *_ignored: Any) -> Tensor:
@@ -206,6 +296,7 @@ _FUNCTIONS: dict[tuple[str, str], Any] = {
     **dict([
         _allowed("torch._utils", "_rebuild_tensor_v2", _rebuild_tensor),
         _allowed("torch._utils", "_rebuild_tensor", _rebuild_tensor),
+        _allowed("torch._utils", "_rebuild_tensor_v3", _rebuild_tensor_v3),
         _allowed("torch._utils", "_rebuild_parameter", _rebuild_parameter),
         _allowed("torch._utils", "_rebuild_parameter_with_state", _rebuild_parameter),
         _allowed("torch._tensor", "_rebuild_from_type_v2", _rebuild_from_type_v2),
@@ -235,7 +326,7 @@ def _resolve(module: str, name: str, source: str) -> Any:
         return _stub(f"{module}.{name}", PickledModule)
     if key in _INERT or ((module == "torch.optim" or module.startswith("torch.optim.")) and name in _OPTIMIZERS):
         return _stub(f"{module}.{name}", PickledObject)
-    if module == "torch" and name in _STORAGE_DTYPES:
+    if module in ("torch", "torch.storage") and name in _STORAGE_DTYPES:
         return StorageType(name, _STORAGE_DTYPES[name])
     if module == "torch" and name in _DTYPES:
         return _DTYPES[name]
