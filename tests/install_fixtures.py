@@ -1,6 +1,7 @@
-"""The local HTTP server on 127.0.0.1 and the fixtures of the installer tests (test_install, test_installer_cli):
-payloads with known hashes, a handler that can drop, stall, ignore ranges or serve archives, a throw-away
-catalogue, and every test isolated from the user's model folders."""
+"""The local HTTP server on 127.0.0.1 and the fixtures of the installer tests (test_install, test_installer_cli,
+test_hostile_downloads): payloads with known hashes, real model files of each format (a torch checkpoint, an ONNX
+model), a handler that can drop, stall, ignore ranges, serve archives, send endless or encoded bodies and count
+the bytes it served, a throw-away catalogue, and every test isolated from the user's model folders."""
 from __future__ import annotations
 
 import hashlib
@@ -35,6 +36,28 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _torch_file(n: int, seed: int) -> bytes:
+    """A real PyTorch zip checkpoint (torch.save) holding ``n`` payload bytes as a uint8 tensor."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.frombuffer(bytearray(_payload(n, seed)), dtype=torch.uint8)}, buf)
+    return buf.getvalue()
+
+
+def _onnx_file(seed: int) -> bytes:
+    """A real (tiny) ONNX model; ``seed`` goes into its doc string so each seed gives other bytes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, doc_string=f"test model {seed}")
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 # ------------------------------------------------------------------------------------------------ local server
 
 
@@ -47,7 +70,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         srv = self.server
         srv.requests.append({"path": self.path, "range": self.headers.get("Range"),
-                             "if_range": self.headers.get("If-Range")})
+                             "if_range": self.headers.get("If-Range"),
+                             "accept_encoding": self.headers.get("Accept-Encoding")})
         route = srv.routes.get(self.path)
         if route is None or route.get("status"):
             code = route.get("status", 404) if route else 404
@@ -57,6 +81,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
+        if route.get("endless"):  # 200, no Content-Length, the data repeated until the client hangs up
+            self.send_response(200)
+            self.send_header("Content-Type", route.get("type", "application/octet-stream"))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            try:
+                while srv.served.get(self.path, 0) < route.get("max_bytes", 1 << 30):
+                    self.wfile.write(route["data"])
+                    srv.served[self.path] = srv.served.get(self.path, 0) + len(route["data"])
+            except OSError:
+                pass
+            return
+        if route.get("hold") is not None:  # wait until the test releases the route
+            route["hold"].wait(10)
         data: bytes = route["data"]
         ctype = route.get("type", "application/octet-stream")
         start = 0
@@ -76,8 +115,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
         body = data[start:]
         self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", f'"{_sha(data)[:16]}"')
+        if route.get("length", True):
+            self.send_header("Content-Length", str(len(body)))
+        else:
+            self.close_connection = True
+        etag = route.get("etag", f'"{_sha(data)[:16]}"')
+        if etag:
+            self.send_header("ETag", etag)
+        for key, value in route.get("headers", {}).items():
+            self.send_header(key, value)
         self.end_headers()
         if route.get("stalls", 0) > 0:  # send part of the body, then go silent (client must time out)
             route["stalls"] -= 1
@@ -93,6 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.wfile.write(body)
+        srv.served[self.path] = srv.served.get(self.path, 0) + len(body)
 
 
 @pytest.fixture
@@ -100,6 +147,7 @@ def server():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.routes = {}
     srv.requests = []
+    srv.served = {}  # path -> body bytes written to the socket
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"

@@ -13,8 +13,10 @@ from install_fixtures import (  # noqa: F401
     _entry,
     _Handler,
     _isolated,
+    _onnx_file,
     _payload,
     _sha,
+    _torch_file,
     _zip,
     catalogue,
     server,
@@ -81,7 +83,8 @@ def test_interrupted_download_leaves_no_target_and_resumes_next_run(server, tmp_
     data = _payload(20000, 4)
     server.routes["/a.pth"] = {"data": data, "drops": 99, "cut": 5000}
     dest = tmp_path / "a.pth"
-    with pytest.raises(dl.DownloadError, match="resumed by the next run"):
+    with pytest.raises(dl.DownloadError, match=r"\(5,000 bytes from .*/a.pth\) is kept in .*a.pth.part; the next run "
+                       r"resumes it if"):
         dl.download_file([server.url + "/a.pth"], dest, retries=0, **FAST)
     assert not dest.exists()  # nothing partial at the target path
     part = tmp_path / "a.pth.part"
@@ -193,7 +196,7 @@ def test_publish_without_hard_links_still_never_overwrites(tmp_path, monkeypatch
 
 
 def test_archive_member_extraction_and_lock_record(server, tmp_path):
-    member = _payload(6000, 12)
+    member = _onnx_file(12)
     archive = _zip({"pack/readme.txt": b"hi", "pack/det.onnx": member, "other/x.onnx": b"x"})
     server.routes["/pack.zip"] = {"data": archive}
     entry = _entry([server.url + "/pack.zip"], filename="det.onnx", subfolder="insightface/models/pack",
@@ -221,7 +224,7 @@ def test_archive_member_missing_or_wrong_is_refused(server, tmp_path):
 
 
 def test_mirror_of_the_extracted_file_is_used_directly(server, tmp_path):
-    member = _payload(3000, 13)
+    member = _torch_file(3000, 13)
     server.routes["/mirror/g.pth"] = {"data": member}
     entry = _entry([server.url + "/gone.zip", server.url + "/mirror/g.pth"], filename="g.pth",
                    archive_member="ck/people/g.pth")
@@ -231,23 +234,24 @@ def test_mirror_of_the_extracted_file_is_used_directly(server, tmp_path):
 
 
 def test_first_download_is_recorded_and_later_downloads_verified(server, tmp_path):
-    data = _payload(4000, 14)
+    data = _torch_file(4000, 14)
     server.routes["/t.pth"] = {"data": data}
     entry = _entry([server.url + "/t.pth"], filename="t.pth")
     res = inst.install_model(entry, tmp_path, log=lambda s: None, **FAST)
-    assert "recorded size 4,000 B and sha256" in res.message and str(inst.lock_path(tmp_path)) in res.message
+    assert f"size {len(data):,} B and sha256 {_sha(data)} were recorded" in res.message
+    assert str(inst.lock_path(tmp_path)) in res.message
     rec = inst.read_lock(tmp_path)["simswap/t.pth"]
     assert rec["sha256"] == _sha(data) and rec["checksum_source"] == "first download"
     # the file is gone and upstream now serves something else: refused against the record
     res.path.unlink()
-    server.routes["/t.pth"] = {"data": _payload(4000, 15)}
+    server.routes["/t.pth"] = {"data": _torch_file(4000, 15)}
     with pytest.raises(dl.ChecksumError, match="recorded at the first download"):
         inst.install_model(entry, tmp_path, log=lambda s: None, **FAST)
     assert not res.path.exists()
 
 
 def test_existing_user_file_is_verified_never_replaced(server, tmp_path):
-    data = _payload(4000, 16)
+    data = _torch_file(4000, 16)
     server.routes["/t.pth"] = {"data": data}
     entry = _entry([server.url + "/t.pth"], filename="t.pth", sha256=_sha(data))
     dest = tmp_path / "simswap" / "t.pth"

@@ -17,6 +17,7 @@ from install_fixtures import (  # noqa: F401
     _isolated,
     _payload,
     _sha,
+    _torch_file,
     _zip,
     catalogue,
     server,
@@ -50,7 +51,7 @@ def test_cli_list_real_catalogue(tmp_path):
 
 
 def test_cli_check_reports_each_state(server, tmp_path, catalogue):
-    good, bad = _payload(1000, 17), _payload(1000, 18)
+    good, bad = _torch_file(1000, 17), _torch_file(1000, 18)
     server.routes["/rec.pth"] = {"data": good}
     entries = {
         "pub": _entry(["https://example.invalid/pub.pth"], name="pub", filename="pub.pth", sha256=_sha(good)),
@@ -77,7 +78,7 @@ def test_cli_check_reports_each_state(server, tmp_path, catalogue):
 
 
 def test_cli_downloads_with_licence_notice_first(server, tmp_path, catalogue):
-    data = _payload(2000, 19)
+    data = _torch_file(2000, 19)
     server.routes["/nc.pth"] = {"data": data}
     catalogue({"nc": _entry([server.url + "/nc.pth"], name="nc", filename="nc.pth", noncommercial=True,
                             license="CC BY-NC 4.0 test")})
@@ -94,7 +95,7 @@ def test_cli_unknown_model_is_a_usage_error(tmp_path, capsys):
 
 
 def test_cli_mirror_folder_and_failure_exit_code(server, tmp_path, catalogue):
-    data = _payload(2000, 20)
+    data = _torch_file(2000, 20)
     local = tmp_path / "usb"
     local.mkdir()
     (local / "official.zip").write_bytes(_zip({"ck/m.pth": data}))
@@ -113,7 +114,7 @@ def test_cli_mirror_folder_and_failure_exit_code(server, tmp_path, catalogue):
 
 
 def test_no_args_downloads_nothing_but_env_opt_in_does(server, tmp_path, catalogue, monkeypatch):
-    data = _payload(2000, 21)
+    data = _torch_file(2000, 21)
     server.routes["/r.pth"] = {"data": data}
     catalogue({"r": _entry([server.url + "/r.pth"], name="r", filename="r.pth", recommended=True)},
               recommended=("r",))

@@ -6,7 +6,13 @@ Standard library only (``urllib``); ``tqdm`` draws progress bars when installed.
   or ``os.replace`` where the file system has no hard links) after its size and sha256 were checked, so an
   interrupted or wrong download never leaves a file at the target path;
 * an existing file at the target path is never overwritten, moved or deleted;
-* a ``.part`` file is resumed with an HTTP Range request (``If-Range`` guarded) on the next attempt or run.
+* a ``.part`` file is resumed with an HTTP Range request (``If-Range`` guarded) on the next attempt or run, only
+  when it was started from the same URL for a file of the same size, ETag and Last-Modified (never spliced);
+* no more than the expected size (else the caller's cap) is ever read: an endless body stops one byte later;
+* a body that is an HTML page, JSON or plain text is refused whatever its Content-Type; gzip/deflate
+  Content-Encoding is decoded (bounded), other encodings refused;
+* a caller's format check (:mod:`.file_checks`) runs before a file is accepted;
+* one process at a time per target (:mod:`simswap_core.io.locks`).
 
 Catalogue entries are installed by :mod:`.install` (lock records, verification); the CLI is :mod:`.installer_cli`.
 """
@@ -24,7 +30,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,8 @@ from typing import Any
 from ..errors import CheckpointError, InputError, SimSwapError
 from ..io import atomic as _atomic
 from ..io.atomic import atomic_write
+from ..io.locks import target_lock
+from .file_checks import describe_text
 
 __all__ = [
     "DownloadError",
@@ -42,6 +51,7 @@ __all__ = [
     "sha256_file",
     "fetch",
     "fetch_url",
+    "partial_note",
     "extract_member",
     "publish",
     "download_file",
@@ -162,23 +172,84 @@ def _is_transient(exc: BaseException) -> bool:
 
 # ---------------------------------------------------------------------------------------------------- fetching
 
+_DECODABLE = {"gzip", "x-gzip", "deflate"}
+_SNIFF_BYTES = 1024
 
-def fetch_url(url: str, part: Path, *, size: int | None, sha256: str | None, timeout: float, retries: int,
-              retry_wait: float, progress: bool, desc: str) -> FetchResult:
-    """Download one URL into ``part`` (resuming it), then check size and sha256; raises ``UrlFailed``."""
+
+class _Body:
+    """The response body as decoded blocks: identity bodies as they arrive, gzip/deflate bodies inflated (each
+    block at most the size asked for, so a compression bomb never inflates past the download's limit)."""
+
+    def __init__(self, resp: Any, encoding: str):
+        self._read = getattr(resp, "read1", resp.read)  # read1: what has arrived, so a drop loses nothing received
+        self._decoder = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding in _DECODABLE else None
+        self.encoding = encoding
+
+    def next(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the file (decoded); ``b""`` at its end. Raises OSError/HTTPException on a drop."""
+        if self._decoder is None:
+            return bytes(self._read(n))
+        while True:
+            data = self._decoder.unconsumed_tail
+            if not data:
+                if self._decoder.eof:
+                    return b""
+                data = self._read(CHUNK)
+                if not data:
+                    raise http.client.IncompleteRead(b"", None)  # the compressed stream stops before its end
+            try:
+                out = self._decoder.decompress(data, n)
+            except zlib.error as e:
+                raise UrlFailed(f"the server declared Content-Encoding '{self.encoding}' but the body cannot be "
+                                f"decoded ({e})") from None
+            if out:
+                return out
+
+
+def _resumable(meta: dict, url: str, size: int | None, sha256: str | None, part_exists: bool) -> bool:
+    """May an existing ``.part`` be resumed from ``url``? Only one started from that very URL, not decoded from a
+    compressed body, and announcing the expected size; a ``.part`` of unknown origin only under a published
+    sha256 (which then checks the result)."""
+    if not part_exists:
+        return False
+    if not meta:
+        return sha256 is not None
+    if meta.get("url") != url or meta.get("encoding") not in (None, "identity"):
+        return False
+    return size is None or meta.get("total") in (None, size)
+
+
+def _changed_upstream(meta: dict, headers: Any, total: int | None) -> str | None:
+    """Why a Range response belongs to another version of the file than the ``.part`` (None if it does not)."""
+    if meta.get("total") is not None and total is not None and meta["total"] != total:
+        return f"the file is now {total:,} bytes, the partial download was of a {meta['total']:,}-byte file"
+    for header, key in (("ETag", "etag"), ("Last-Modified", "last_modified")):
+        now, then = headers.get(header), meta.get(key)
+        if now and then and now != then:
+            return f"its {header} changed from {then} to {now}"
+    return None
+
+
+def _transfer(url: str, part: Path, *, size: int | None, limit: int | None, sha256: str | None, timeout: float,
+              retries: int, retry_wait: float, progress: bool, desc: str) -> bool:
+    """Download ``url`` into ``part``, resuming a ``.part`` of the same origin; never more than ``limit`` bytes.
+
+    Returns True when bytes from an earlier attempt were kept (resumed), so the caller may redo a fresh download
+    if the result fails verification. Raises ``UrlFailed``.
+    """
     meta_path = _meta_path(part)
     failures = 0
+    resumed = restarted = False
     while True:
         offset = part.stat().st_size if part.exists() else 0
         meta = read_json(meta_path) or {}
-        if offset and meta.get("url") != url and sha256 is None:
-            offset = 0  # a .part from another source can only be trusted when a published checksum guards it
-        if size is not None and offset > size:
+        if offset and not _resumable(meta, url, size, sha256, part.exists()):
+            offset = 0  # another source, another version or a decoded body: start over, never splice
+        if limit is not None and offset > limit:
             offset = 0
         if size is not None and offset == size and offset > 0:
-            break  # already complete (e.g. interrupted just before verification)
-        if offset == 0:
-            _unlink_quiet(part, meta_path)
+            return True  # already complete (e.g. interrupted just before verification)
+        # with offset 0 an existing .part (another source's) is only replaced once this URL sends a body
 
         req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
         if offset:
@@ -190,10 +261,10 @@ def fetch_url(url: str, part: Path, *, size: int | None, sha256: str | None, tim
             resp = urllib.request.urlopen(req, timeout=timeout)
         except urllib.error.HTTPError as e:
             if e.code == 416 and offset:
-                total = _unsatisfied_total(e.headers.get("Content-Range") if e.headers else None)
+                whole = _unsatisfied_total(e.headers.get("Content-Range") if e.headers else None)
                 e.close()
-                if total == offset or (total is None and size == offset):
-                    break  # the .part already holds the whole file
+                if whole == offset or (whole is None and size == offset):
+                    return True  # the .part already holds the whole file
                 _unlink_quiet(part, meta_path)
                 failures += 1
                 if failures > retries:
@@ -216,51 +287,79 @@ def fetch_url(url: str, part: Path, *, size: int | None, sha256: str | None, tim
         with resp:
             status = getattr(resp, "status", None) or 200  # file:// responses carry no status
             headers = resp.headers
-            ctype = (headers.get("Content-Type") or "").lower()
-            if ctype.startswith("text/html"):
-                raise UrlFailed("the server returned an HTML page (an error, login or quota page), not the file")
+            encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
+            if encoding not in _DECODABLE and encoding != "identity":
+                raise UrlFailed(f"the server sent the file with Content-Encoding '{encoding}', which this installer "
+                                f"cannot decode (it asked for the plain file)")
+            length = headers.get("Content-Length")
+            announced = int(length) if length and length.isdigit() else None
             if status == 206 and offset:
                 cr = _parse_content_range(headers.get("Content-Range"))
-                if cr is None or cr[0] != offset:
+                changed = _changed_upstream(meta, headers, cr[2] if cr else None)
+                if cr is None or cr[0] != offset or encoding != "identity" or changed:
                     _unlink_quiet(part, meta_path)  # unusable partial response: start over
+                    if not restarted:  # a new version upstream is not a failure of this URL: one fresh start
+                        restarted = True
+                        continue
                     failures += 1
                     if failures > retries:
-                        raise UrlFailed("the server answered the Range request with a wrong Content-Range")
+                        why = changed or "the server answered the Range request with a wrong Content-Range"
+                        raise UrlFailed(f"cannot resume: {why}")
                     continue
                 total = cr[2]
                 mode = "ab"
+                resumed = True
             else:
-                if offset:  # the server ignored the Range (or If-Range found the file changed): restart
-                    offset = 0
-                length = headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
+                offset = 0  # a full body (the server ignored the Range, or If-Range found the file changed)
+                total = announced if encoding == "identity" else None  # Content-Length counts compressed bytes
                 mode = "wb"
             if size is not None and total is not None and total != size:
                 _unlink_quiet(part, meta_path)
                 raise UrlFailed(f"the server reports {total:,} bytes, expected {size:,}", checksum=True)
-            if mode == "wb" or not meta_path.exists():
-                write_json(meta_path, {
-                    "url": url, "etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified"),
-                    "total": total,
-                })
+            if size is None and limit is not None and total is not None and total > limit:
+                _unlink_quiet(part, meta_path)
+                raise UrlFailed(f"the server reports {total:,} bytes, more than the {limit:,} bytes a file of this "
+                                f"kind can be; refused before downloading", checksum=True)
+            body = _Body(resp, encoding)
+            got = offset
+            dropped: BaseException | None = None
             part.parent.mkdir(parents=True, exist_ok=True)
             bar = _progress_bar(total, offset, desc, progress)
-            dropped: BaseException | None = None
             try:
-                # read1 returns what has arrived, so a timeout or reset loses nothing already received
-                read = getattr(resp, "read1", resp.read)
                 with open(part, mode) as f:
+                    if mode == "wb":
+                        write_json(meta_path, {"url": url, "etag": headers.get("ETag"), "encoding": encoding,
+                                               "last_modified": headers.get("Last-Modified"), "total": total})
+                    sniffed = mode == "ab"
+                    head = b""
                     while True:
+                        want = CHUNK if limit is None else max(1, min(CHUNK, limit + 1 - got))
                         try:
-                            block = read(CHUNK)
+                            block = body.next(want)
                         except (OSError, http.client.HTTPException) as e:  # timeout, reset, incomplete chunk
                             dropped = e
-                            break
+                            block = b""
+                        if not sniffed:
+                            head += block[: _SNIFF_BYTES - len(head)]
+                            if len(head) >= _SNIFF_BYTES or not block:
+                                sniffed = True
+                                text = describe_text(head) if (head or dropped is None) else None
+                                if text is not None:
+                                    raise UrlFailed(f"the server sent {text} instead of the model file (Content-Type "
+                                                    f"{headers.get('Content-Type') or 'not given'})")
                         if not block:
                             break
                         f.write(block)
+                        got += len(block)
                         if bar is not None:
                             bar.update(len(block))
+                        if limit is not None and got > limit:
+                            expected = f"the expected {limit:,}" if size is not None else f"the {limit:,} allowed"
+                            raise UrlFailed(f"the server sent more than {expected} bytes; stopped after "
+                                            f"{got:,} (an endless or wrong body)", checksum=True)
+            except UrlFailed:
+                _unlink_quiet(part, meta_path)
+                raise
             finally:
                 if bar is not None:
                     bar.close()
@@ -269,30 +368,73 @@ def fetch_url(url: str, part: Path, *, size: int | None, sha256: str | None, tim
             _unlink_quiet(part, meta_path)
             raise UrlFailed(f"the server sent {got:,} bytes, more than the announced {total:,}")
         if (total is not None and got < total) or dropped is not None:
+            if encoding != "identity":
+                _unlink_quiet(part, meta_path)  # a decoded body cannot be resumed with a byte range
             failures += 1
             if failures > retries:
                 what = f"{got:,} of {total:,} bytes" if total is not None else f"{got:,} bytes"
-                raise UrlFailed(f"the connection dropped after {what} ({dropped or 'closed early'}); "
-                                 f"the partial download is kept in {part} and is resumed by the next run")
+                raise UrlFailed(f"the connection dropped after {what} ({dropped or 'closed early'})")
             time.sleep(retry_wait * failures)
             continue
-        break
+        return resumed
 
-    got = part.stat().st_size
-    if size is not None and got != size:
+
+def fetch_url(url: str, part: Path, *, size: int | None, sha256: str | None, timeout: float, retries: int,
+              retry_wait: float, progress: bool, desc: str, max_size: int | None = None,
+              check: Callable[[Path], object] | None = None) -> FetchResult:
+    """Download one URL into ``part`` (resuming it), then check size, sha256 and ``check(part)``; raises UrlFailed.
+
+    At most ``size`` bytes (else ``max_size``) are read: a longer or endless body is cut at one byte more and
+    refused. A body that is an HTML page, JSON or plain text is refused whatever its Content-Type. ``check`` is
+    the format check of the file's kind (raising CheckpointError). When a resumed download fails verification,
+    it is downloaded once more from the start before the URL is given up.
+    """
+    meta_path = _meta_path(part)
+    limit = size if size is not None else max_size
+    for fresh in (False, True):
+        resumed = _transfer(url, part, size=size, limit=limit, sha256=sha256, timeout=timeout, retries=retries,
+                            retry_wait=retry_wait, progress=progress, desc=desc)
+        got = part.stat().st_size
+        problem: str | None = None
+        if size is not None and got != size:
+            problem = f"size {got:,} bytes, expected {size:,}"
+        digest = sha256_file(part)
+        if problem is None and sha256 is not None and digest != sha256.lower():
+            problem = f"sha256 {digest}, expected {sha256.lower()}"
+        if problem is None and check is not None:
+            try:
+                check(part)
+            except CheckpointError as e:
+                problem = f"not a valid model file: {e}"
+        if problem is None:
+            _unlink_quiet(meta_path)
+            return FetchResult(part, got, digest, url)
         _unlink_quiet(part, meta_path)
-        raise UrlFailed(f"size {got:,} bytes, expected {size:,}", checksum=True)
-    digest = sha256_file(part)
-    if sha256 is not None and digest != sha256.lower():
-        _unlink_quiet(part, meta_path)
-        raise UrlFailed(f"sha256 {digest}, expected {sha256.lower()}", checksum=True)
-    _unlink_quiet(meta_path)
-    return FetchResult(part, got, digest, url)
+        if not resumed or fresh:
+            raise UrlFailed(problem + (" (also after downloading it again from the start)" if fresh else ""),
+                            checksum=True)
+    raise AssertionError("unreachable")
 
 
-def raise_all_failed(what: str, failures: Sequence[tuple[str, UrlFailed | Exception]]) -> None:
+def partial_note(parts: Sequence[Path]) -> str:
+    """The truth about partial downloads after a failure: which ``.part`` files are kept for resuming, if any."""
+    notes = []
+    for part in parts:
+        meta = read_json(_meta_path(part))
+        if part.exists() and part.stat().st_size > 0:
+            source = f" from {meta['url']}" if meta and meta.get("url") else ""
+            again = (f"the next run resumes it if {meta['url']} is the first source that answers, else starts over"
+                     if meta and meta.get("url") else "the next run resumes it only under a published sha256")
+            notes.append(f"The partial download ({part.stat().st_size:,} bytes{source}) is kept in {part}; {again}.")
+    return "\n".join(notes)
+
+
+def raise_all_failed(what: str, failures: Sequence[tuple[str, UrlFailed | Exception]], note: str = "") -> None:
+    """Raise ChecksumError (every URL gave wrong data) or DownloadError listing each URL's failure and ``note``."""
     lines = [f"Could not download {what}:"]
     lines += [f"  {url}: {err}" for url, err in failures]
+    if note:
+        lines.append(note)
     msg = "\n".join(lines)
     if failures and all(getattr(err, "checksum", False) or isinstance(err, ChecksumError) for _, err in failures):
         raise ChecksumError(msg + "\nNothing was written at the target path.")
@@ -301,12 +443,14 @@ def raise_all_failed(what: str, failures: Sequence[tuple[str, UrlFailed | Except
 
 def fetch(urls: Sequence[str], part: str | os.PathLike, *, size: int | None = None, sha256: str | None = None,
           timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES, retry_wait: float = 1.0,
-          progress: bool = True, desc: str | None = None) -> FetchResult:
-    """Download the first URL that works into ``part`` (resuming an existing ``part``), then check size and sha256.
+          progress: bool = True, desc: str | None = None, max_size: int | None = None,
+          check: Callable[[Path], object] | None = None) -> FetchResult:
+    """Download the first URL that works into ``part`` (resuming an existing ``part``), then check it.
 
-    Each URL is tried in turn; a dropped connection is resumed up to ``retries`` times per URL. A wrong size or
-    sha256 deletes ``part`` and moves on to the next URL. Raises ``ChecksumError`` when every URL gave wrong data,
-    ``DownloadError`` otherwise. ``part`` is left in place on success (the caller publishes it).
+    Each URL is tried in turn; a dropped connection is resumed up to ``retries`` times per URL. A wrong size,
+    sha256 or format (``check``) deletes ``part`` and moves on to the next URL. Raises ``ChecksumError`` when every
+    URL gave wrong data, ``DownloadError`` otherwise. ``part`` is left in place on success (the caller publishes
+    it). See :func:`fetch_url` for ``max_size`` and ``check``.
     """
     part = Path(part)
     if not urls:
@@ -315,10 +459,11 @@ def fetch(urls: Sequence[str], part: str | os.PathLike, *, size: int | None = No
     for url in urls:
         try:
             return fetch_url(url, part, size=size, sha256=sha256, timeout=timeout, retries=retries,
-                              retry_wait=retry_wait, progress=progress, desc=desc or part.name)
+                             retry_wait=retry_wait, progress=progress, desc=desc or part.name, max_size=max_size,
+                             check=check)
         except UrlFailed as e:
             failures.append((url, e))
-    raise_all_failed(part.name.removesuffix(".part"), failures)
+    raise_all_failed(part.name.removesuffix(".part"), failures, partial_note([part]))
     raise AssertionError("unreachable")
 
 
@@ -343,21 +488,25 @@ def _pick_member(z: zipfile.ZipFile, member: str) -> zipfile.ZipInfo:
 
 
 def extract_member(archive: str | os.PathLike, member: str, out: str | os.PathLike, *, size: int | None = None,
-                   sha256: str | None = None) -> tuple[int, str]:
+                   sha256: str | None = None, max_size: int | None = None) -> tuple[int, str]:
     """Copy one zip member to ``out`` (a temp path), checking size and sha256; returns ``(size, sha256)``.
 
     ``member`` is matched exactly, else by base name when exactly one file has that name. On a mismatch ``out``
-    is deleted and ``ChecksumError`` raised.
+    is deleted and ``ChecksumError`` raised. Without a known ``size``, a member declaring more than ``max_size``
+    bytes is refused before anything is inflated (a zip bomb).
     """
     out = Path(out)
     try:
         z = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise ChecksumError(f"{archive} is not a readable zip archive: {e}") from None
     with z:
         info = _pick_member(z, member)
         if size is not None and info.file_size != size:
             raise ChecksumError(f"archive member {info.filename} is {info.file_size:,} bytes, expected {size:,}")
+        if size is None and max_size is not None and info.file_size > max_size:
+            raise ChecksumError(f"archive member {info.filename} declares {info.file_size:,} bytes, more than the "
+                                f"{max_size:,} a file of this kind can be; refused before extracting")
         h = hashlib.sha256()
         n = 0
         try:
@@ -369,7 +518,7 @@ def extract_member(archive: str | os.PathLike, member: str, out: str | os.PathLi
                     h.update(block)
                     dst.write(block)
                     n += len(block)
-        except (zipfile.BadZipFile, OSError, EOFError) as e:  # CRC errors are BadZipFile
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as e:  # CRC: BadZip
             _unlink_quiet(out)
             raise ChecksumError(f"could not extract {info.filename} from {archive}: {e}") from None
     digest = h.hexdigest()
@@ -393,14 +542,23 @@ def publish(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
 
 
 def download_file(urls: Sequence[str], dest: str | os.PathLike, *, size: int | None = None,
-                  sha256: str | None = None, **kwargs: Any) -> FetchResult:
-    """Download ``dest`` from the first working URL via ``dest.part``; refuses if ``dest`` exists."""
+                  sha256: str | None = None, wait: bool | float = True, log: Callable[[str], None] | None = None,
+                  **kwargs: Any) -> FetchResult:
+    """Download ``dest`` from the first working URL via ``dest.part``; refuses if ``dest`` exists.
+
+    One process at a time per ``dest`` (:func:`simswap_core.io.locks.target_lock`; ``wait`` and ``log`` as
+    there); other keyword arguments as :func:`fetch` (e.g. ``check`` for a format check, ``max_size``).
+    """
     dest = Path(dest)
     if dest.exists():
         raise TargetExistsError(f"{dest} already exists; it was not touched")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    res = fetch(urls, dest.with_name(dest.name + ".part"), size=size, sha256=sha256, **kwargs)
-    publish(res.path, dest)
+    with target_lock(dest, wait=wait, label="SimSwap download", log=log):
+        if dest.exists():
+            raise TargetExistsError(f"{dest} already exists (written by another process meanwhile); it was not "
+                                    f"touched")
+        res = fetch(urls, dest.with_name(dest.name + ".part"), size=size, sha256=sha256, **kwargs)
+        publish(res.path, dest)
     return FetchResult(dest, res.size, res.sha256, res.url)
 
 

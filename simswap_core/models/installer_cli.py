@@ -17,7 +17,7 @@ from . import catalogue as _cat  # module attributes, read at call time (tests s
 from .catalogue import ModelFile
 from .download import DEFAULT_RETRIES, DEFAULT_TIMEOUT, DownloadError
 from .find import default_install_dir, fetch_command, find_model, model_search_dirs
-from .install import check_model, install_model, mirror_urls
+from .install import check_model, forget_record, install_model, lock_path, mirror_urls
 
 __all__ = ["main"]
 
@@ -102,6 +102,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="network timeout in seconds")
     p.add_argument("--retries", type=int, default=DEFAULT_RETRIES, help="resume attempts per URL")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-wait", action="store_true",
+                   help="refuse at once instead of waiting when another installer is writing the same file")
+    p.add_argument("--forget-record", nargs="+", metavar="NAME", default=[],
+                   help="forget the size/sha256 recorded at the first download of these files (when the upstream "
+                        "file legitimately changed); the files themselves are not touched")
     return p
 
 
@@ -123,6 +128,18 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
     did_something = False
     code = 0
 
+    for name in args.forget_record:
+        entry = _cat.resolve_entry(name)
+        if entry is None:
+            parser.error(f"unknown model {name!r}; known: {', '.join(_cat.CATALOGUE)} (see --list)")
+            return 2
+        removed = forget_record(entry, models_dir)
+        if removed is None:
+            out(f"No first-download record of {entry.relpath} in {lock_path(models_dir)}: nothing to forget.")
+        else:
+            out(f"Forgot the record of {entry.relpath} (sha256 {removed.get('sha256')}, {removed.get('size')} B) in "
+                f"{lock_path(models_dir)}; the next download is recorded anew after its format check.")
+        did_something = True
     if args.list:
         _print_list(search, out)
         did_something = True
@@ -148,14 +165,15 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
     for entry in entries:
         try:
             res = install_model(entry, models_dir, extra_urls=mirror_urls(entry, args.mirror), timeout=args.timeout,
-                                retries=args.retries, progress=not args.no_progress, log=out)
+                                retries=args.retries, progress=not args.no_progress, log=out,
+                                wait=not args.no_wait)
             out(f"  OK    {entry.name}: {res.message}")
         except (DownloadError, OSError) as e:
             out(f"  FAIL  {entry.name}: {e}")
             code = 1
         except KeyboardInterrupt:
             out(f"Interrupted. Nothing incomplete was written under a final name; partial downloads (*.part) in "
-                f"{models_dir} are resumed when you run the same command again.")
+                f"{models_dir} are resumed when the same command tries the same source again.")
             return 130
     if code:
         out("Some files could not be installed (see above). Files already on disk were not modified.")
