@@ -38,7 +38,9 @@ LICENCE_NOTE = ("Licences: the official SimSwap weights are CC BY-NC 4.0 (non-co
 
 # ---------------------------------------------------------------------------------------------------- layouts
 def image_to_nchw(image: torch.Tensor, name: str = "image") -> torch.Tensor:
-    """ComfyUI IMAGE [B,H,W,C] float [0,1] -> [B,3,H,W] (RGB; an alpha channel is dropped)."""
+    """ComfyUI IMAGE [B,H,W,C] float [0,1] -> [B,3,H,W] (RGB; an alpha channel is dropped). Values are checked
+    (finite, in [0,1]; simswap_core.checks.check_images) so a bad batch is refused naming ``name``."""
+    from simswap_core.checks import check_images
     from simswap_core.errors import InputError
 
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
@@ -48,7 +50,9 @@ def image_to_nchw(image: torch.Tensor, name: str = "image") -> torch.Tensor:
         raise InputError(f"{name}: the IMAGE batch is empty")
     if image.shape[-1] == 1:
         image = image.expand(-1, -1, -1, 3)
-    return image[..., :3].movedim(-1, 1).float()
+    if not image.is_floating_point():
+        raise InputError(f"{name}: expected a float IMAGE in [0,1], got dtype {image.dtype} (divide by 255)")
+    return check_images(image[..., :3].movedim(-1, 1).float(), name)
 
 
 def nchw_to_image(x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +61,8 @@ def nchw_to_image(x: torch.Tensor) -> torch.Tensor:
 
 
 def mask_to_n1hw(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """ComfyUI MASK [B,H,W] (or [H,W]) -> [B,1,H,W]."""
+    """ComfyUI MASK [B,H,W] (or [H,W]) -> [B,1,H,W], values checked (finite, in [0,1])."""
+    from simswap_core.checks import check_masks
     from simswap_core.errors import InputError
 
     if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3):
@@ -65,7 +70,9 @@ def mask_to_n1hw(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
         raise InputError(f"{name}: expected a ComfyUI MASK [B,H,W], got {shape}")
     if mask.ndim == 2:
         mask = mask.unsqueeze(0)
-    return mask.unsqueeze(1).float()
+    if not mask.is_floating_point():
+        raise InputError(f"{name}: expected a float MASK in [0,1], got dtype {mask.dtype}")
+    return check_masks(mask.unsqueeze(1).float(), name)
 
 
 def n1hw_to_mask(x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING
 
 from comfy_api.latest import io
@@ -15,7 +14,6 @@ from ._common import (
     compute_device,
     file_fingerprint,
     folder_search_paths,
-    full_path,
     image_to_nchw,
     list_files,
     load_managed,
@@ -121,34 +119,34 @@ def _identity_dir() -> str:
     return os.path.join(paths[0], IDENTITY_SUBFOLDER)
 
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
-
-
-
 def _identity_file(name: str, if_exists: str) -> str:
-    """Path of the identity file to write for ``name`` and the if_exists policy (numbered sibling, same file, or
-    an error when it exists)."""
+    """Path of the identity file to write for ``name`` (confined to the identities folder by
+    ``simswap_core.identity.identity_file``) and the if_exists policy (numbered sibling, same file, or an error
+    when it exists)."""
     from simswap_core.errors import InputError
+    from simswap_core.identity import identity_file
 
-    name = name.strip()
-    if name.lower().endswith(".safetensors"):
-        name = name[: -len(".safetensors")]
-    if not _NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or "/" in name:
         raise InputError(f"name: expected a plain file name (letters, digits, space, _ . -; no folders), "
-                         f"got {name!r}")
+                         f"got {name!r:.100}")
     folder = _identity_dir()
-    os.makedirs(folder, exist_ok=True)
-    filename = f"{name}.safetensors"
-    if os.path.exists(os.path.join(folder, filename)) and if_exists == "increment":
+    path = identity_file(folder, name)       # refuses '..', absolute paths, NUL bytes, empty and hidden names
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise InputError(f"name: the identities folder {folder} is a file; move it away so identities can be saved")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"name: cannot create the identities folder {folder} ({exc.strerror})") from None
+    stem = path.name[: -len(".safetensors")]
+    if path.exists() and if_exists == "increment":
         i = 1
-        while os.path.exists(os.path.join(folder, f"{name}_{i:03d}.safetensors")):
+        while path.with_name(f"{stem}_{i:03d}.safetensors").exists():
             i += 1
-        filename = f"{name}_{i:03d}.safetensors"
-    path = os.path.join(folder, filename)
-    if os.path.exists(path) and if_exists == "error":
+        path = path.with_name(f"{stem}_{i:03d}.safetensors")
+    if path.exists() and if_exists == "error":
         raise InputError(f"name: {path} already exists; choose another name or set if_exists to "
                          f"'increment' or 'overwrite'")
-    return path
+    return str(path)
 
 
 class SimSwapSaveIdentity(io.ComfyNode):
@@ -194,6 +192,20 @@ def _identity_names() -> list[str]:
     return list_files(SIMSWAP_FOLDER, {".safetensors"}, only_prefix=IDENTITY_SUBFOLDER) or [NO_IDENTITIES]
 
 
+def _identity_to_load(identity_name: str) -> str:
+    """The file of ``identity_name`` in the first registered identities folder that has it, confined to that
+    folder (``simswap_core.identity.identity_file``: no '..', absolute paths or symlinks leading out)."""
+    from simswap_core.errors import MissingModelError
+    from simswap_core.identity import identity_file
+
+    folders = [os.path.join(p, IDENTITY_SUBFOLDER) for p in folder_search_paths(SIMSWAP_FOLDER)]
+    for folder in folders:
+        path = identity_file(folder, identity_name)
+        if path.is_file():
+            return str(path)
+    raise MissingModelError(f"identity_name: {identity_name!r:.100} not found in the identities folders {folders}")
+
+
 class SimSwapLoadIdentity(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -217,8 +229,7 @@ class SimSwapLoadIdentity(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, identity_name: str) -> str | float:
         try:
-            return file_fingerprint(full_path(SIMSWAP_FOLDER, f"{IDENTITY_SUBFOLDER}/{identity_name}",
-                                              "identity_name"))
+            return file_fingerprint(_identity_to_load(identity_name))
         except Exception:
             return float("nan")
 
@@ -230,8 +241,7 @@ class SimSwapLoadIdentity(io.ComfyNode):
             from simswap_core.errors import MissingModelError
 
             raise MissingModelError("identity_name: no identity saved yet; save one with 'SimSwap Save Identity'")
-        path = full_path(SIMSWAP_FOLDER, f"{IDENTITY_SUBFOLDER}/{identity_name}", "identity_name")
-        return io.NodeOutput(load_identity(path))
+        return io.NodeOutput(load_identity(_identity_to_load(identity_name)))
 
 
 NODES = [SimSwapExtractIdentity, SimSwapSaveIdentity, SimSwapLoadIdentity]

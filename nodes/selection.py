@@ -14,17 +14,19 @@ SELECT_MODES = ["all", "largest", "best", "index", "reference"]
 
 
 def parse_indices(text: str, name: str = "face_index") -> tuple[int, ...]:
-    """'0' or '0, 2' -> (0,) / (0, 2); clear error otherwise."""
+    """'0' or '0, 2' -> (0,) / (0, 2); a clear error otherwise (also for numbers too large to be a face number,
+    which would overflow later)."""
+    from simswap_core.detection.select import MAX_FACE_INDEX
     from simswap_core.errors import InputError
 
-    parts = [p.strip() for p in str(text).replace(";", ",").split(",") if p.strip()]
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        values = ()
-    if not values or any(v < 0 for v in values):
-        raise InputError(f"{name}: expected face numbers >= 0 separated by commas (e.g. '0' or '0,2'), "
-                         f"got {text!r}")
+    text = str(text)
+    parts = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+    ok = bool(parts) and all(p.isascii() and p.isdigit() and len(p) <= len(str(MAX_FACE_INDEX)) for p in parts)
+    values = tuple(int(p) for p in parts) if ok else ()
+    if not values or any(v > MAX_FACE_INDEX for v in values):
+        shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
+        raise InputError(f"{name}: expected face numbers 0..{MAX_FACE_INDEX} separated by commas (e.g. '0' or "
+                         f"'0,2'), got {shown}")
     return values
 
 
@@ -41,6 +43,7 @@ def validate_face_index(face_index: str | None) -> bool | str:
 
 def make_selection(how: str, indices: str = "0", order: str = "left-right",
                    threshold: float | None = None) -> FaceSelection:
+    from simswap_core.checks import check_number
     from simswap_core.detection.select import FaceSelection
     from simswap_core.errors import InputError
 
@@ -52,7 +55,7 @@ def make_selection(how: str, indices: str = "0", order: str = "left-right",
     if how == "index":
         kwargs["indices"] = parse_indices(indices)
     if how == "reference" and threshold is not None:
-        kwargs["threshold"] = float(threshold)
+        kwargs["threshold"] = check_number(threshold, "reference_threshold", low=0.0, low_open=True, high=1.0)
     return FaceSelection(**kwargs)
 
 
@@ -83,6 +86,7 @@ def mask_inputs(default_kind: str = "box") -> list:
 
 
 def make_mask_spec(mask: str, mask_regions: str, mask_grow: float, mask_feather: float) -> MaskSpec:
+    from simswap_core.checks import check_number
     from simswap_core.errors import InputError
     from simswap_core.masks import MaskSpec
 
@@ -91,5 +95,7 @@ def make_mask_spec(mask: str, mask_regions: str, mask_grow: float, mask_feather:
     regions = tuple(r.strip() for r in str(mask_regions).split(",") if r.strip())
     if not regions:
         raise InputError(f"mask_regions: expected comma-separated region names, got {mask_regions!r}")
-    feather = None if float(mask_feather) < 0 else float(mask_feather)
-    return MaskSpec(kind=mask, regions=regions, grow=float(mask_grow), feather=feather)
+    mask_feather = check_number(mask_feather, "mask_feather (-1 = the kind's default)", low=-1.0, high=1.0)
+    feather = None if mask_feather < 0 else mask_feather
+    grow = check_number(mask_grow, "mask_grow (fraction of the crop size)", low=-0.5, high=0.5)
+    return MaskSpec(kind=mask, regions=regions, grow=grow, feather=feather)

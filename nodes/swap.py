@@ -126,10 +126,14 @@ class SimSwapSwap(io.ComfyNode):
                 batch_size: int, reference: Identity | None = None, reference_threshold: float = 0.03,
                 parser: ManagedModel | None = None, temporal_smoothing: float = 0.0,
                 detected_faces: DetectedFaces | None = None) -> io.NodeOutput:
+        from simswap_core.checks import check_integer, check_number
         from simswap_core.errors import InputError
+        from simswap_core.identity import check_identity
 
         frames = image_to_nchw(images, "images")
         selection = make_selection(faces, face_index, order, reference_threshold)
+        batch_size = check_integer(batch_size, "batch_size", low=1, high=4096)
+        strength = check_number(temporal_smoothing, "temporal_smoothing", low=0.0, high=1.0)
         if faces == "reference" and reference is None:
             raise InputError("reference: faces = reference needs the 'reference' input (an identity of the "
                              "person to replace, from SimSwap Extract Identity)")
@@ -138,19 +142,22 @@ class SimSwapSwap(io.ComfyNode):
             raise InputError(f"parser: mask = {spec.kind} needs a face parser (SimSwap Load Face Parser)")
         if detected_faces is not None:
             detected_faces.check_matches(frames, "detected_faces")
+        check_identity(identity, "identity")
+        if reference is not None:
+            check_identity(reference, "reference")
         check_interrupt()
         swapper = make_swapper(generator, arcface, detector, parser)
         n = frames.shape[0]
         smoothing = None
-        if float(temporal_smoothing) > 0:
+        if strength > 0:
             from simswap_core.tracking import LandmarkSmoother
 
-            smoothing = LandmarkSmoother(float(temporal_smoothing))
+            smoothing = LandmarkSmoother(strength)
         # frames stay where ComfyUI keeps IMAGE batches: swap() moves one batch at a time to the compute device,
         # so a long video never has to fit in GPU memory at once
         result = swapper.swap(frames, identity, faces=detected_faces, select=selection, mask=spec,
                               paste_mode=paste_mode, color_match=bool(color_match), reference=reference,
-                              if_no_face=if_no_face, batch_size=int(batch_size), smoothing=smoothing,
+                              if_no_face=if_no_face, batch_size=batch_size, smoothing=smoothing,
                               progress=progress_callback(n))
         soft_empty_cache()
         keep = intermediate_device()  # the crops of a whole video must not stay on the GPU

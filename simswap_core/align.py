@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .checks import check_images
+from .checks import check_images, check_integer
 from .errors import InputError
 from .faces import DetectedFaces
 
@@ -29,6 +29,7 @@ FFHQ_TEMPLATE_512 = ((192.98138, 239.94708), (318.90277, 240.1936), (256.63416, 
                      (201.26117, 371.41043), (313.08905, 371.15118))
 
 ALIGN_MODES = ("none", "ffhq")
+MAX_CROP_SIZE = 2048  # the SimSwap generators are 224 and 512; far larger crops would only exhaust memory
 
 
 @dataclass
@@ -270,9 +271,8 @@ def align_faces(frames: torch.Tensor, faces: DetectedFaces, crop_size: int, mode
         raise InputError(f"align_faces: faces describe {len(faces.frame_sizes)} frames but {n} frames were given")
     if any(tuple(sz) != (h, w) for sz in faces.frame_sizes):
         raise InputError(f"align_faces: faces.frame_sizes {faces.frame_sizes} do not match frames of size {(h, w)}")
-    crop_size = int(crop_size)
-    if crop_size <= 0:
-        raise InputError(f"align_faces: crop_size must be a positive int, got {crop_size!r}")
+    crop_size = check_integer(crop_size, "align_faces: crop_size", low=1, high=MAX_CROP_SIZE)
+    faces.check_values("align_faces faces")
     mode = default_mode(crop_size) if mode is None else _check_mode(mode)
     points = faces.points.to(frames.device, torch.float32)
     mats = estimate_alignment(points, crop_size, mode)

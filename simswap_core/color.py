@@ -4,6 +4,7 @@ from __future__ import annotations
 import kornia
 import torch
 
+from .checks import check_masks, check_number
 from .errors import InputError
 
 
@@ -18,6 +19,10 @@ def match_color(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     if source.shape != target.shape or source.ndim != 4 or source.shape[1] != 3:
         raise InputError(f"match_color: source and target must both be [F,3,S,S], got {tuple(source.shape)} and "
                          f"{tuple(target.shape)}")
+    strength = check_number(strength, "match_color: strength", low=0.0, high=1.0)
+    max_ratio = check_number(max_ratio, "match_color: max_ratio", low=1.0, high=1e3)
+    if weight is not None:
+        check_masks(weight, "match_color: weight", count=source.shape[0], size=(source.shape[2], source.shape[3]))
     if source.shape[0] == 0 or strength <= 0:
         return source
     if weight is None:

@@ -74,6 +74,22 @@ class DetectedFaces:
             raise InputError(f"{what}: expected the DetectedFaces of these {n} frame(s) of size {size}, got faces "
                              f"of {self.num_frames} frame(s) of size {self.frame_sizes[:1]}; detect faces on the "
                              "same frames")
+        self.check_values(what)
+
+    def check_values(self, what: str = "faces") -> None:
+        """InputError naming ``what`` unless boxes, points and scores are finite and every frame_index names one
+        of the frames (one device sync)."""
+        if not len(self):
+            return
+        ok_values = torch.isfinite(self.boxes).all() & torch.isfinite(self.points).all() & \
+            torch.isfinite(self.scores).all()
+        ok_index = (self.frame_index >= 0).all() & (self.frame_index < self.num_frames).all()
+        ok = torch.stack([ok_values, ok_index.to(ok_values.device)]).tolist()
+        if not ok[0]:
+            raise InputError(f"{what}: boxes, points or scores contain NaN/inf values; expected finite pixel "
+                             f"coordinates (detect the faces again)")
+        if not ok[1]:
+            raise InputError(f"{what}: frame_index values outside 0..{self.num_frames - 1}")
 
     def replace(self, **fields: Any) -> DetectedFaces:
         """A copy with some fields replaced (e.g. ``points=`` smoothed landmarks, ``track_id=``)."""

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_images
+from .checks import check_images, check_integer
 from .errors import CheckpointError, InputError, MissingModelError, NoFaceError
 from .networks.generator import IMAGENET_MEAN, IMAGENET_STD
 from .progress import StageTimer
@@ -28,11 +29,13 @@ __all__ = [
     "COMBINE_METHODS",
     "Identity",
     "arcface_input",
+    "check_identity",
     "combine_identities",
     "extract_identity",
     "raw_embeddings",
     "reference_distance",
     "identity_embedding",
+    "identity_file",
     "identity_latent",
     "load_identity",
     "save_identity",
@@ -119,7 +122,7 @@ def combine_identities(latents: Tensor, embeddings: Tensor, *, method: str = "me
     "median" (element-wise) or "weighted" (``weights [N]``, non-negative, not all zero). The combined latent
     is re-normalised to unit length; the embedding is combined the same way (not normalised).
     """
-    if not isinstance(latents, Tensor) or latents.dim() != 2 or latents.shape[0] == 0:
+    if not isinstance(latents, Tensor) or latents.dim() != 2 or latents.shape[0] == 0 or latents.shape[1] != 512:
         raise InputError(f"latents must be [N,512] with N >= 1, got "
                          f"{tuple(latents.shape) if isinstance(latents, Tensor) else type(latents).__name__}")
     if not isinstance(embeddings, Tensor) or embeddings.shape != latents.shape:
@@ -127,9 +130,15 @@ def combine_identities(latents: Tensor, embeddings: Tensor, *, method: str = "me
                          f"{tuple(embeddings.shape) if isinstance(embeddings, Tensor) else type(embeddings).__name__}")
     if method not in COMBINE_METHODS:
         raise InputError(f"combine method {method!r} is not known; expected one of {COMBINE_METHODS}")
+    if not latents.is_floating_point() or not embeddings.is_floating_point():
+        raise InputError(f"latents and embeddings must be float tensors, got {latents.dtype} and {embeddings.dtype}")
     lat = latents.detach().float()
     emb = embeddings.detach().float().to(lat.device)
     n = lat.shape[0]
+    if not bool(torch.isfinite(lat).all() & torch.isfinite(emb).all()):
+        bad = (~torch.isfinite(lat).all(1) | ~torch.isfinite(emb).all(1)).nonzero().flatten().tolist()
+        raise InputError(f"latents/embeddings of source(s) {bad[:10]} contain NaN/inf values; expected finite "
+                         f"ArcFace outputs")
     if method == "weighted":
         if weights is None:
             raise InputError("method='weighted' needs weights [N]")
@@ -149,58 +158,169 @@ def combine_identities(latents: Tensor, embeddings: Tensor, *, method: str = "me
     return Identity(F.normalize(lat_c, dim=0), emb_c, n, {"combine": method})
 
 
-def _check_identity(identity: Identity) -> None:
+LATENT_NORM_TOLERANCE = 1e-2   # |‖latent‖ - 1|: a saved float32/float16 unit vector is well within this
+MAX_IDENTITY_FILE_BYTES = 1 << 20  # an identity file is ~4 KiB plus metadata
+MAX_NUM_SOURCES = 1_000_000
+_IDENTITY_SUFFIX = ".safetensors"
+_FORBIDDEN_NAME_CHARS = set('\\:*?"<>|\x7f')  # not portable in file names (and backslash: a Windows folder)
+
+
+def _describe(t: object) -> str:
+    return f"{t.dtype} {tuple(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
+
+
+def check_identity(identity: object, what: str = "identity") -> Identity:
+    """``identity`` if it is a usable :class:`Identity`, else InputError naming ``what``, what was found and
+    what was expected: latent a finite float ``[512]`` (or ``[1,512]``) of unit length, embedding a finite float
+    ``[512]``, num_sources an integer >= 1, meta a dict of strings. Costs one device sync."""
+    if not isinstance(identity, Identity):
+        raise InputError(f"{what}: expected an Identity (extract_identity / load_identity), got "
+                         f"{type(identity).__name__}")
     for name in ("latent", "embedding"):
         t = getattr(identity, name, None)
-        if not isinstance(t, Tensor) or t.shape != (512,):
-            raise InputError(f"Identity.{name} must be a [512] tensor, got "
-                             f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
+        if not isinstance(t, Tensor) or not t.is_floating_point() or t.numel() != 512 or \
+                tuple(t.shape) not in ((512,), (1, 512)):
+            raise InputError(f"{what}: {name} is {_describe(t)}; expected a float [512] tensor")
+    lat = identity.latent.detach().reshape(-1).float()
+    emb = identity.embedding.detach().reshape(-1).float()
+    emb = emb.to(lat.device)
+    stats = torch.stack([torch.isfinite(lat).all().float(), torch.isfinite(emb).all().float(), lat.norm()]).tolist()
+    lat_finite, emb_finite, norm = stats
+    if not lat_finite:
+        raise InputError(f"{what}: latent has {int((~torch.isfinite(lat)).sum())} NaN/inf values; expected a "
+                         f"finite unit-length [512] vector")
+    if not emb_finite:
+        raise InputError(f"{what}: embedding has {int((~torch.isfinite(emb)).sum())} NaN/inf values; expected "
+                         f"finite values")
+    if abs(norm - 1.0) > LATENT_NORM_TOLERANCE:
+        raise InputError(f"{what}: latent has length {norm:.6g}; expected a unit-length vector (length 1 "
+                         f"within {LATENT_NORM_TOLERANCE:g}; F.normalize it, or extract the identity again)")
+    n = identity.num_sources
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= MAX_NUM_SOURCES:
+        raise InputError(f"{what}: num_sources must be an integer in [1, {MAX_NUM_SOURCES}], got {n!r}")
+    meta = identity.meta
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise InputError(f"{what}: meta must be a dict of strings to strings, got {meta!r:.200}")
+    return identity
+
+
+def identity_file(folder: str | os.PathLike, name: str) -> Path:
+    """The path of identity ``name`` (``"anna"``, ``"anna.safetensors"``, ``"team/anna"``) inside ``folder``,
+    confined to it: empty names, NUL bytes, absolute paths, backslashes, ``.``/``..`` parts, hidden names and
+    symlinks resolving outside ``folder`` are refused with InputError. The file need not exist."""
+    if not isinstance(name, str):
+        raise InputError(f"identity name: expected a string, got {type(name).__name__}")
+    shown = repr(name[:200])
+    text = name.strip()
+    if text.lower().endswith(_IDENTITY_SUFFIX):
+        text = text[: -len(_IDENTITY_SUFFIX)]
+    parts = text.split("/")
+    bad = (not text or text.startswith("/") or len(text) > 255 or any(c in _FORBIDDEN_NAME_CHARS or ord(c) < 32
+                                                                      for c in name)
+           or any(not p.strip() or p.startswith(".") or p != p.strip() for p in parts))
+    if bad:
+        raise InputError(f"identity name {shown}: expected a plain name inside the identities folder (letters, "
+                         f"digits, space, _ - and . not first; sub/name for a subfolder), without '..', "
+                         f"absolute paths or NUL bytes")
+    base = Path(folder)
+    path = base.joinpath(*parts[:-1], parts[-1] + _IDENTITY_SUFFIX)
+    root = os.path.realpath(base)
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root:
+        raise InputError(f"identity name {shown}: resolves to {real}, outside the identities folder {root} "
+                         f"(a symlink?)")
+    return path
+
+
+def _check_folder(folder: Path) -> None:
+    """InputError unless ``folder`` is an existing directory (the place an identity is written to)."""
+    if not folder.exists():
+        raise InputError(f"identity folder {folder} does not exist; create it first")
+    if not folder.is_dir():
+        raise InputError(f"identity folder {folder} is not a folder (a file of that name exists); move the file "
+                         f"away or choose another folder")
 
 
 def save_identity(identity: Identity, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Save to ``.safetensors`` (tensors ``latent``, ``embedding``; metadata). Atomic; never overwrites an
-    existing file unless ``overwrite=True``."""
+    """Save to ``.safetensors`` (tensors ``latent``, ``embedding``; metadata). The identity is checked first
+    (:func:`check_identity`). Atomic; never overwrites an existing file unless ``overwrite=True``."""
     from safetensors.torch import save_file
 
     from .io.atomic import atomic_write
 
-    _check_identity(identity)
     path = Path(path)
-    if path.suffix != ".safetensors":
-        raise InputError(f"identity file {path} must end in .safetensors")
-    meta = {f"meta.{k}": str(v) for k, v in (identity.meta or {}).items()}
+    check_identity(identity, f"identity to save as {path}")
+    if path.suffix != _IDENTITY_SUFFIX:
+        raise InputError(f"identity file {path} must end in {_IDENTITY_SUFFIX}")
+    _check_folder(path.parent)
+    if path.is_dir():
+        raise InputError(f"identity file {path} is a folder; choose another name")
+    meta = {f"meta.{k}": v for k, v in (identity.meta or {}).items()}
     meta.update(format=_FORMAT, format_version=_VERSION, num_sources=str(int(identity.num_sources)))
-    tensors = {"latent": identity.latent.detach().float().cpu().contiguous(),
-               "embedding": identity.embedding.detach().float().cpu().contiguous()}
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta), overwrite=overwrite)
+    meta_bytes = sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
+    if meta_bytes > MAX_IDENTITY_FILE_BYTES // 2:
+        raise InputError(f"identity to save as {path}: meta holds {meta_bytes} bytes of text; at most "
+                         f"{MAX_IDENTITY_FILE_BYTES // 2} bytes fit an identity file (load_identity refuses larger "
+                         f"files)")
+    tensors = {"latent": identity.latent.detach().reshape(512).float().cpu().contiguous(),
+               "embedding": identity.embedding.detach().reshape(512).float().cpu().contiguous()}
+    try:
+        return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta), overwrite=overwrite)
+    except PermissionError as exc:
+        raise InputError(f"identity file {path}: cannot write into {path.parent} ({exc.strerror})") from None
+
+
+def _parse_num_sources(text: str | None, path: Path) -> int:
+    try:
+        n = int(text) if text is not None else 1
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_NUM_SOURCES:
+        raise CheckpointError(f"{path}: metadata num_sources is {text!r:.50}; expected an integer in "
+                              f"[1, {MAX_NUM_SOURCES}]")
+    return n
 
 
 def load_identity(path: str | os.PathLike) -> Identity:
-    """Load an identity written by :func:`save_identity` (CPU tensors)."""
+    """Load an identity written by :func:`save_identity` (CPU tensors). Anything else - another kind of file,
+    extra or missing tensors, wrong dtypes or shapes, non-finite or non-unit latents, bad metadata, a file far
+    larger than an identity - is a CheckpointError naming the file, what was found and what was expected.
+    Metadata keys other than ``format``, ``format_version``, ``num_sources`` and ``meta.*`` are ignored."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
         raise MissingModelError(f"identity file {path} does not exist")
+    size = path.stat().st_size
+    if size > MAX_IDENTITY_FILE_BYTES:
+        raise CheckpointError(f"{path}: {size} bytes; an identity file is a few KiB (limit "
+                              f"{MAX_IDENTITY_FILE_BYTES} bytes) - not a SimSwap identity file")
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = dict(fh.metadata() or {})
             keys = set(fh.keys())
-            tensors = {k: fh.get_tensor(k) for k in keys & {"latent", "embedding"}}
+            if meta.get("format") != _FORMAT or keys != {"latent", "embedding"}:
+                raise CheckpointError(
+                    f"{path}: found tensors {sorted(keys)[:10]} with format {meta.get('format')!r:.50}; expected a "
+                    f"SimSwap identity file (format {_FORMAT!r}, exactly the tensors 'latent' and 'embedding')")
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in keys}
+            if any(s != (512,) for s in shapes.values()):
+                raise CheckpointError(f"{path}: tensor shapes {shapes}; expected 'latent' and 'embedding' of [512]")
+            tensors = {k: fh.get_tensor(k) for k in keys}
+    except CheckpointError:
+        raise
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable .safetensors identity file ({exc})") from None
-    if meta.get("format") != _FORMAT or set(tensors) != {"latent", "embedding"}:
-        raise CheckpointError(f"{path}: found tensors {sorted(keys)} with format {meta.get('format')!r}; expected a "
-                              f"SimSwap identity file (format {_FORMAT!r}, tensors 'latent' and 'embedding')")
-    identity = Identity(
-        tensors["latent"].float(), tensors["embedding"].float(), int(meta.get("num_sources", "1")),
-        {k[len("meta."):]: v for k, v in meta.items() if k.startswith("meta.")},
-    )
+    if meta.get("format_version") != _VERSION:
+        raise CheckpointError(f"{path}: identity format version {meta.get('format_version')!r:.50}; this version "
+                              f"reads version {_VERSION!r}")
+    identity = Identity(tensors["latent"], tensors["embedding"], _parse_num_sources(meta.get("num_sources"), path),
+                        {k[len("meta."):]: v for k, v in meta.items() if k.startswith("meta.")})
     try:
-        _check_identity(identity)
+        check_identity(identity, str(path))
     except InputError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    return identity
+        raise CheckpointError(str(exc)) from None
+    return Identity(identity.latent.float(), identity.embedding.float(), identity.num_sources, identity.meta)
 
 
 @torch.inference_mode()
@@ -217,7 +337,7 @@ def extract_identity(arcface: nn.Module, detector: FaceDetector, images: Tensor 
     without a face; "skip" ignores them (an error is still raised if no image has a face). device: where the
     work runs (default: the encoder's).
     """
-    from .align import align_faces
+    from .align import MAX_CROP_SIZE, align_faces
     from .detection.base import detector_label
     from .detection.select import FaceSelection, select_faces
 
@@ -225,6 +345,7 @@ def extract_identity(arcface: nn.Module, detector: FaceDetector, images: Tensor 
         raise InputError(f"if_no_face: expected 'error' or 'skip', got {if_no_face!r}")
     if combine not in COMBINE_METHODS:
         raise InputError(f"combine: expected 'mean', 'median' or 'weighted', got {combine!r}")
+    crop_size = check_integer(crop_size, "extract_identity: crop_size", low=1, high=MAX_CROP_SIZE)
     selection = FaceSelection.parse(select)
     if selection.how == "reference":
         raise InputError("extract_identity: select='reference' needs a reference identity; use 'largest', "

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .align import AlignedFaces, invert_affine, sample_grid
-from .checks import check_images
+from .checks import check_images, check_masks, check_number
 from .color import match_color
 from .errors import InputError
 from .masks.edges import crop_border_mask
@@ -153,16 +153,24 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
     mode = str(mode).lower()
     if mode not in PASTE_MODES:
         raise InputError(f"paste_faces: mode must be one of {PASTE_MODES}, got {mode!r}")
+    feather = check_number(feather, "paste_faces: feather (fraction of the crop size)", low=0.0, high=0.5)
+    erode = check_number(erode, "paste_faces: erode (fraction of the crop size)", low=0.0, high=0.5)
+    detail = check_number(detail, "paste_faces: detail", low=0.0, high=1.0)
+    if not isinstance(aligned, AlignedFaces):
+        raise InputError(f"paste_faces: aligned must be the AlignedFaces of the crops, got {type(aligned).__name__}")
     check_images(frames, "paste_faces frames", allow_empty=True)
     n, _, h, w = frames.shape
     s, nf = aligned.crop_size, len(aligned)
-    if faces.shape != (nf, 3, s, s):
+    if not isinstance(faces, torch.Tensor) or faces.shape != (nf, 3, s, s):
         raise InputError(f"paste_faces: faces must be [{nf},3,{s},{s}] like the aligned crops, "
-                         f"got {tuple(faces.shape)}")
+                         f"got {tuple(faces.shape) if isinstance(faces, torch.Tensor) else type(faces).__name__}")
+    check_images(faces, "paste_faces faces", layout="[F,3,S,S]", allow_empty=True)
+    if nf and not bool(torch.isfinite(aligned.matrices).all()):
+        raise InputError("paste_faces: aligned.matrices contain NaN/inf values; align the faces again")
     if len(aligned.frame_sizes) != n or any(tuple(z) != (h, w) for z in aligned.frame_sizes):
         raise InputError(f"paste_faces: aligned faces describe frames {aligned.frame_sizes}, got {n} of {(h, w)}")
-    if crop_masks is not None and crop_masks.shape != (nf, 1, s, s):
-        raise InputError(f"paste_faces: crop_masks must be [{nf},1,{s},{s}], got {tuple(crop_masks.shape)}")
+    if crop_masks is not None:
+        check_masks(crop_masks, "paste_faces crop_masks", count=nf, size=(s, s))
     out = frames.clone()
     union = frames.new_zeros(n, 1, h, w)
     if nf == 0:

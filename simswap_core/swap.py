@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .align import AlignedFaces, align_faces
-from .checks import check_images
+from .align import MAX_CROP_SIZE, AlignedFaces, align_faces
+from .checks import check_images, check_integer
 from .detection.base import FaceDetector, detector_label
 from .detection.select import FaceSelection, select_faces
 from .errors import InputError, NoFaceError
 from .faces import DetectedFaces
-from .identity import Identity, extract_identity, reference_distance
+from .identity import Identity, check_identity, extract_identity, reference_distance
 from .io.frames import frame_ranges
 from .masks import OFFICIAL_REGIONS, MaskSpec, build_crop_masks, official_parsing_crop_masks
 from .paste import PASTE_MODES, paste_faces
@@ -167,7 +167,8 @@ class FaceSwapper:
         self.arcface = arcface.to(self.device).eval()
         self.parser = parser.to(self.device).eval() if isinstance(parser, torch.nn.Module) else parser
         self.detector = detector
-        self.crop_size = int(crop_size or getattr(generator, "crop_size", None) or 224)
+        self.crop_size = check_integer(crop_size or getattr(generator, "crop_size", None) or 224, "crop_size",
+                                       low=16, high=MAX_CROP_SIZE)
         self.align_mode = align_mode
         self.precision = precision
         self.timer = StageTimer(False, self.device)
@@ -269,6 +270,9 @@ class FaceSwapper:
             if not isinstance(faces, DetectedFaces):
                 raise InputError(f"faces: expected the DetectedFaces of these {n} frame(s), got {type(faces).__name__}")
             faces.check_matches(frames)
+        if progress is not None and not callable(progress):
+            raise InputError(f"progress: expected a callable progress(done, total) or None, got "
+                             f"{type(progress).__name__}")
         latent = identity.latent.to(self.device, torch.float32).reshape(1, -1)
         progress = increasing(progress)
         parts = []
@@ -300,17 +304,18 @@ class FaceSwapper:
             mask = MaskSpec.parse(mask)
         if mask is not None and not isinstance(mask, MaskSpec):
             raise InputError(f"mask: expected a masks.MaskSpec, a spec string or None, got {type(mask).__name__}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+        check_integer(batch_size, "batch_size", low=1)
         if face_batch_size is None:
             face_batch_size = 1 if self.device.type == "cpu" else batch_size
-        elif not isinstance(face_batch_size, int) or face_batch_size < 1:
-            raise InputError(f"face_batch_size: expected an integer >= 1 or None, got {face_batch_size!r}")
+        else:
+            check_integer(face_batch_size, "face_batch_size", low=1)
+        if isinstance(color_match, str) or color_match not in (True, False):
+            raise InputError(f"color_match: expected True or False, got {type(color_match).__name__} {color_match!r}")
         if smoothing is not None and not callable(smoothing):
             raise InputError(f"smoothing: expected a tracking.LandmarkSmoother or None, got {type(smoothing).__name__}")
-        if not isinstance(identity, Identity):
-            raise InputError(f"identity: expected an Identity (FaceSwapper.extract_identity), got "
-                             f"{type(identity).__name__}")
+        check_identity(identity, "identity")
+        if reference is not None:
+            check_identity(reference, "reference")
         opts = SwapOptions(FaceSelection.parse(select), mask, paste_mode, bool(color_match), reference, if_no_face,
                            face_batch_size, smoothing)
         if opts.selection.how == "reference" and reference is None:

@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from .checks import check_integer, check_number
 from .errors import InputError
 from .faces import DetectedFaces
 
@@ -54,17 +55,13 @@ class LandmarkSmoother:
 
     def __init__(self, strength: float = 0.5, *, beta: float = 20.0, d_cutoff: float = 0.1,
                  iou_threshold: float = 0.3, max_gap: int = 2) -> None:
-        if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
-            raise InputError(f"smoothing strength: expected a number in [0,1], got {strength!r}")
-        if beta < 0 or d_cutoff <= 0 or not 0.0 < iou_threshold <= 1.0 or max_gap < 0:
-            raise InputError("LandmarkSmoother: expected beta >= 0, d_cutoff > 0, 0 < iou_threshold <= 1, "
-                             f"max_gap >= 0; got {beta}, {d_cutoff}, {iou_threshold}, {max_gap}")
-        self.strength = float(strength)
+        self.strength = check_number(strength, "smoothing strength", low=0.0, high=1.0)
         self.min_cutoff = 0.5 * 10.0 ** (-1.5 * self.strength)
-        self.beta = float(beta)
-        self.d_cutoff = float(d_cutoff)
-        self.iou_threshold = float(iou_threshold)
-        self.max_gap = int(max_gap)
+        self.beta = check_number(beta, "LandmarkSmoother beta", low=0.0, high=1e6)
+        self.d_cutoff = check_number(d_cutoff, "LandmarkSmoother d_cutoff", low=0.0, low_open=True, high=1e6)
+        self.iou_threshold = check_number(iou_threshold, "LandmarkSmoother iou_threshold", low=0.0, low_open=True,
+                                          high=1.0)
+        self.max_gap = check_integer(max_gap, "LandmarkSmoother max_gap", low=0, high=1_000_000)
         self.track_ids: torch.Tensor | None = None
         self.reset()
 

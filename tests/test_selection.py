@@ -41,7 +41,6 @@ def _idx(mask: torch.Tensor) -> list[int]:
     ("best", FaceSelection("best")),
     ("index:0", FaceSelection("index", (0,))),
     ("index:0,2", FaceSelection("index", (0, 2))),
-    ("index:-1", FaceSelection("index", (-1,))),
     ("  Index : 2, 0 @ Size ", FaceSelection("index", (2, 0), "size")),
     ("index:1@top-bottom", FaceSelection("index", (1,), "top-bottom")),
     ("index:0@score", FaceSelection("index", (0,), "score")),
@@ -120,7 +119,6 @@ def test_select_index_modes():
     assert _idx(select_faces(FACES, "index:0,2")) == [1, 2, 3, 5]  # B and C in frame 0; no 3rd face elsewhere
     assert _idx(select_faces(FACES, "index:1")) == [0, 4]          # A; E
     assert _idx(select_faces(FACES, "index:5")) == []              # out of range everywhere: nothing, no error
-    assert _idx(select_faces(FACES, "index:-1")) == [1, 3, 4]      # right-most: C, D, E
     assert _idx(select_faces(FACES, "index:0@top-bottom")) == [1, 3, 5]
     assert _idx(select_faces(FACES, "index:0@size")) == [2, 3, 5]
     assert _idx(select_faces(FACES, "index:0@score")) == [1, 3, 5]
@@ -143,12 +141,12 @@ def test_select_reference():
 
 def test_select_empty():
     empty = DetectedFaces.empty([(10, 10)] * 2)
-    for spec in ("all", "largest", "best", "index:0", "index:-1"):
+    for spec in ("all", "largest", "best", "index:0", "index:3"):
         assert select_faces(empty, spec).shape == (0,)
     assert select_faces(empty, "reference", reference_distance=torch.zeros(0)).shape == (0,)
 
 
-@pytest.mark.parametrize("spec", ["all", "largest", "best", "index:0", "index:1,-1@size", "index:0@top-bottom",
+@pytest.mark.parametrize("spec", ["all", "largest", "best", "index:0", "index:1,3@size", "index:0@top-bottom",
                                   "index:2@score", "reference", "reference:all:0.3"])
 def test_batched_equals_per_frame(spec):
     g = torch.Generator().manual_seed(5)

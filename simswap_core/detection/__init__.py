@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..checks import check_integer, check_number
 from ..errors import CheckpointError, MissingModelError
 from .base import FaceDetector
 from .draw import draw_faces
@@ -28,8 +29,12 @@ def detector_kind(path: str | os.PathLike) -> str:
     """"yunet" or "scrfd" for an .onnx file, by its outputs (YuNet: cls_8 ... kps_32; SCRFD: >= 5 outputs,
     insightface's rule)."""
     import onnx
+
+    from .onnx_session import read_onnx_model
+
+    data = read_onnx_model(path)  # a regular, bounded, self-contained ONNX file (CheckpointError naming it)
     try:
-        names = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
+        names = [o.name for o in onnx.load_from_string(data).graph.output]
     except Exception as e:
         raise CheckpointError(f"{str(path)!r} is not a readable ONNX model ({type(e).__name__}: {e})") from e
     if set(YUNET_OUTPUTS) <= set(names):
@@ -38,6 +43,9 @@ def detector_kind(path: str | os.PathLike) -> str:
         return "scrfd"
     raise CheckpointError(f"{str(path)!r} is not a face detector: {len(names)} outputs {names}; expected YuNet "
                           f"(outputs {', '.join(YUNET_OUTPUTS[:3])}, ...) or SCRFD (>= 5 outputs)")
+
+
+MAX_DET_SIZE = 4096  # a network input far above the frame sizes detectors are trained for only allocates
 
 
 def load_detector(name_or_path: str | os.PathLike = "yunet", *, threshold: float = 0.5, det_size: int = 640,
@@ -52,6 +60,10 @@ def load_detector(name_or_path: str | os.PathLike = "yunet", *, threshold: float
     search_dirs: model folders to search (default: `simswap_core.models.find.model_search_dirs()`).
     Raises MissingModelError (file, folders searched, fetch command) or CheckpointError (not a detector).
     """
+    threshold = check_number(threshold, "detector threshold (minimum face score)", low=0.0, high=1.0)
+    if det_size is not None:
+        det_size = check_integer(det_size, "detector det_size (network input size in pixels, 0 = native)", low=0,
+                                 high=MAX_DET_SIZE)
     kw: dict[str, Any] = dict(threshold=threshold, det_size=det_size, device=device)
     name = str(name_or_path)
     if name.lower() == "yunet":

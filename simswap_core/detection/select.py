@@ -4,7 +4,7 @@ Specs (case-insensitive, spaces ignored):
   "all"                      every face
   "largest"                  per frame, the face with the largest box
   "best"                     per frame, the highest detector score (official single-face mode)
-  "index:N" / "index:0,2"    per frame, faces numbered in ``order`` (negative numbers count from the end);
+  "index:N" / "index:0,2"    per frame, faces numbered in ``order`` from 0 (0..MAX_FACE_INDEX);
   "index:0,2@top-bottom"     ... with the order given: left-right (default), top-bottom, size (largest first),
                              score (highest first). The preview (draw_faces) numbers faces the same way.
   "reference" / "ref"        per frame, the one face closest to a reference identity if its distance is below the
@@ -13,20 +13,28 @@ Specs (case-insensitive, spaces ignored):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+from ..checks import check_number
 from ..errors import InputError
 from ..faces import DetectedFaces
 from .base import rank_within_frame
 
 ORDERS = ("left-right", "top-bottom", "size", "score")
 MODES = ("all", "largest", "best", "index", "reference")
+MAX_FACE_INDEX = 9999  # face numbers as the preview shows them; larger numbers are typos (or overflow)
 DEFAULT_REFERENCE_THRESHOLD = 0.03  # official --id_thres, MSE of raw ArcFace embeddings
 _ALIASES = {"ref": "reference", "specific": "reference", "biggest": "largest", "highest": "best", "first": "best"}
 _SYNTAX = ('"all", "largest", "best", "index:N[,M...][@order]" (order: left-right, top-bottom, size, score), '
            '"reference[:all][:threshold]"')
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,16 @@ class FaceSelection:
             raise InputError(f"face selection: unknown order {self.order!r}; expected one of {', '.join(ORDERS)}")
         if self.how == "index" and not self.indices:
             raise InputError("face selection 'index': expected at least one face number, e.g. 'index:0'")
-        if not self.threshold > 0:
-            raise InputError(f"face selection: reference threshold must be > 0, got {self.threshold}")
+        if isinstance(self.indices, list):
+            object.__setattr__(self, "indices", tuple(self.indices))
+        if not isinstance(self.indices, tuple) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= MAX_FACE_INDEX for i in self.indices):
+            raise InputError(f"face selection 'index': face numbers must be integers 0..{MAX_FACE_INDEX} as the "
+                             f"preview numbers them, got {_short(self.indices)}; expected one of {_SYNTAX}")
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or \
+                not math.isfinite(self.threshold) or not self.threshold > 0:
+            raise InputError(f"face selection: reference threshold must be > 0 and finite, got "
+                             f"{self.threshold!r}")
 
     @property
     def needs_reference(self) -> bool:
@@ -66,8 +82,11 @@ class FaceSelection:
                 raise InputError(f"face selection: expected a string like {_SYNTAX}; got {type(spec).__name__}")
             sel = cls._parse(spec)
         if order is not None or threshold is not None:
+            if order is not None and not isinstance(order, str):
+                raise InputError(f"face order: expected one of {', '.join(ORDERS)}, got {type(order).__name__}")
             o = order.strip().lower() if order is not None else sel.order
-            sel = cls(sel.how, sel.indices, o, sel.threshold if threshold is None else float(threshold),
+            sel = cls(sel.how, sel.indices, o, sel.threshold if threshold is None else
+                      check_number(threshold, "face selection: reference threshold", low=0, low_open=True),
                       sel.all_matches)
         return sel
 
@@ -86,11 +105,13 @@ class FaceSelection:
             if order not in ORDERS:
                 raise InputError(f"face selection {spec!r}: unknown order {order!r}; expected one of "
                                  f"{', '.join(ORDERS)}")
-            try:
-                idx = tuple(int(t) for t in nums.split(","))
-            except ValueError:
-                raise InputError(f"face selection {spec!r}: expected comma-separated face numbers after 'index:', "
-                                 f"e.g. 'index:0' or 'index:0,2' (0 = first face in {order} order)") from None
+            texts = nums.split(",")
+            if not all(t.isdigit() and t.isascii() and len(t) <= len(str(MAX_FACE_INDEX)) for t in texts) or \
+                    any(int(t) > MAX_FACE_INDEX for t in texts):
+                raise InputError(f"face selection {_short(spec)}: expected comma-separated face numbers "
+                                 f"0..{MAX_FACE_INDEX} after 'index:', e.g. 'index:0' or 'index:0,2' (0 = first face "
+                                 f"in {order} order); valid forms: {_SYNTAX}")
+            idx = tuple(int(t) for t in texts)
             return cls("index", tuple(dict.fromkeys(idx)), order)
         if head == "reference":
             parts = [p for p in rest.split(":")] if rest else []
@@ -102,7 +123,7 @@ class FaceSelection:
                 try:
                     thr = float(p)
                 except ValueError:
-                    raise InputError(f"face selection {spec!r}: expected 'reference', 'reference:all', "
+                    raise InputError(f"face selection {_short(spec)}: expected 'reference', 'reference:all', "
                                      f"'reference:<threshold>' or 'reference:all:<threshold>'") from None
             return cls("reference", threshold=thr, all_matches=all_matches)
         raise InputError(f"face selection {spec!r}: unknown mode {head!r}; expected one of {_SYNTAX}")
@@ -172,10 +193,8 @@ def select_faces(faces: DetectedFaces, selection: FaceSelection | str, *,
         return _one_per_frame(faces, faces.scores)
     if sel.how == "index":
         rank = order_faces(faces, sel.order)
-        counts = torch.bincount(faces.frame_index, minlength=faces.num_frames)[faces.frame_index]
         want = torch.tensor(sel.indices, dtype=torch.int64, device=dev)
-        want = torch.where(want[None, :] < 0, counts[:, None] + want[None, :], want[None, :])  # [F,K]
-        return (rank[:, None] == want).any(1)
+        return (rank[:, None] == want[None, :]).any(1)
     below = d < sel.threshold  # official: swap only if min distance < id_thres
     if sel.all_matches:
         return below

@@ -7,9 +7,9 @@ Feathering is a Gaussian edge: ``feather`` is the width of the soft band (about 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
+from ..checks import check_number
 from ..errors import InputError
 from .base import MASKERS, mask_kinds
 from .parsing import OFFICIAL_REGIONS, region_labels
@@ -41,10 +41,11 @@ class MaskSpec:
             raise InputError("mask regions: expected at least one parsing region")
         region_labels(regions)    # validates names
         object.__setattr__(self, "regions", regions)
-        if not math.isfinite(float(self.grow)) or abs(float(self.grow)) > 0.5:
-            raise InputError(f"mask grow: expected a fraction of the crop size in [-0.5, 0.5], got {self.grow!r}")
-        if self.feather is not None and (not math.isfinite(float(self.feather)) or not 0 <= float(self.feather) <= 1):
-            raise InputError(f"mask feather: expected a fraction of the crop size in [0, 1], got {self.feather!r}")
+        object.__setattr__(self, "grow", check_number(self.grow, "mask grow (fraction of the crop size)",
+                                                      low=-0.5, high=0.5))
+        if self.feather is not None:
+            object.__setattr__(self, "feather", check_number(self.feather, "mask feather (fraction of the crop size)",
+                                                             low=0.0, high=1.0))
 
     @property
     def feather_fraction(self) -> float:
