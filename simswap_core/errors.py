@@ -22,6 +22,10 @@ class MissingModelError(SimSwapError, FileNotFoundError):
     """A model file could not be found; the message names the file, the folders searched and the fetch command."""
 
 
+class OutputError(SimSwapError, OSError):
+    """An output could not be written (disk full, no permission); names the output, never a temporary file."""
+
+
 class NoFaceError(SimSwapError, ValueError):
     """No face was found (or none matched the selection) where one was required."""
 

@@ -2,12 +2,16 @@
 
     summary = run(open_source("clip.mp4"), swapper, open_sink("out.mp4", source), identity, batch_size=8)
 
-The sink commits its output only when every batch went through (``sink.close()``); on any exception or Ctrl-C
-it is aborted (``sink.abort()``: no complete-looking output is left) and the exception is raised again.
+The sink commits its output only when every batch went through and the frame count is the source's
+(``sink.close()``); on any exception, Ctrl-C or SIGTERM (turned into an exception by the CLI) it is aborted
+(``sink.abort()``: no complete-looking output is left) and the exception is raised again.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -61,11 +65,28 @@ def run(source: FrameSource, swapper: Any, sink: FrameSink, identity: Identity, 
             summary.frames_without_face += [batch.start + int(i) for i in result.frames_without_face]
             if report is not None:
                 report(batch.stop, total)
+        if total is not None and summary.frames != total:
+            raise InputError(f"{source.name}: {summary.frames} frame(s) read of the {total} expected; "
+                             "nothing was written")
         sink.close()
     except BaseException:
-        sink.abort()
+        with signals_held():
+            sink.abort()          # a second Ctrl-C / SIGTERM waits until the temporary output is gone
         raise
     return summary
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while inside (delivered on leaving), in the main thread of a POSIX process."""
+    can = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held) if can else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _offset(report: Progress, start: int, total: int | None) -> ProgressFn:

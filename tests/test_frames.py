@@ -149,7 +149,7 @@ def test_open_sink_refuses_existing_outputs(tmp_path, folder):
     assert open_sink(tmp_path / "dir", img).path == tmp_path / "dir" / "f1.png"   # a folder: the target's name
     with pytest.raises(InputError, match="--out must be a folder"):
         open_sink(existing, FolderSource(folder))
-    with pytest.raises(InputError, match="--out must differ from the --target folder"):
+    with pytest.raises(InputError, match="lies inside the input folder"):
         open_sink(folder, FolderSource(folder))
     out = tmp_path / "o"
     out.mkdir()
@@ -191,7 +191,8 @@ def test_folder_sink_commit_and_abort(tmp_path, folder):
     out = tmp_path / "out"
     sink = open_sink(out, src)
     _feed(src, sink)
-    assert not any(p.is_file() for p in out.iterdir())                   # staged, not yet in place
+    assert not out.exists()                                   # staged next to it, not yet in place
+    assert [p.name.startswith(".out.simswap-partial-") for p in tmp_path.iterdir() if p.name != folder.name] == [True]
     sink.close()
     assert sorted(p.name for p in out.iterdir()) == ["f1.png", "f10.png", "f2.png"]
     assert read_image(out / "f2.png").alpha is not None

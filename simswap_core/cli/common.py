@@ -18,7 +18,7 @@ from ..errors import InputError
 def add_common(sp: argparse.ArgumentParser) -> None:
     """--device, --overwrite and --quiet, the flags of every command."""
     sp.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    sp.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    sp.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
 
 

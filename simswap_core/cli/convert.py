@@ -20,13 +20,16 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..models.loaders import convert_checkpoint
+    from ..io.output_guard import refuse_input_as_output
 
     dst = Path(args.dst)
+    refuse_input_as_output("dst", dst, [args.src])       # never replaces the checkpoint it reads, even --overwrite
     if dst.exists() and not args.overwrite:
         raise InputError(f"{dst}: already exists; pass --overwrite to replace it")
     if not Path(args.src).is_file():
         raise FileNotFoundError(f"{args.src}: checkpoint file not found")
+    from ..models.loaders import convert_checkpoint
+
     convert_checkpoint(args.src, dst, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {dst}", file=sys.stderr)

@@ -55,6 +55,7 @@ def demo_photos() -> tuple[torch.Tensor, torch.Tensor, str, str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..io.atomic import atomic_write
     from ..io.images import write_image
+    from ..io.output_guard import probe_writable
     from ..models.find import user_cache_models_dir
     from ..models.loaders import load_arcface, load_generator
     from ..models.seeded import write_seeded_checkpoints
@@ -67,6 +68,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         clash = [n for n in names if (out / n).exists()]
         if clash:
             raise InputError(f"--out {out}: {clash[0]} already exists; pass --overwrite or choose an empty folder")
+    probe_writable("--out", out, folder=True)         # a read-only or full folder fails before the seeded weights
     print(DEMO_LABEL, file=sys.stderr)
     cache = Path(args.weights_dir) if args.weights_dir else user_cache_models_dir().parent / "seeded"
     paths = write_seeded_checkpoints(cache, seed=args.seed, kinds=("g224", "arcface"))
@@ -79,15 +81,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     res = swapper.swap(target.to(dev), identity, select="all", if_no_face="error", batch_size=args.batch_size)
     out.mkdir(parents=True, exist_ok=True)
     ow = args.overwrite
-    write_image(out / "source.png", source, overwrite=ow)
-    write_image(out / "target.png", target, overwrite=ow)
-    write_image(out / "result.png", res.images, overwrite=ow)
-    write_image(out / "mask.png", res.mask.expand(-1, 3, -1, -1), overwrite=ow)
     doc = {"label": DEMO_LABEL, "source": sname, "target": tname, "weights": {k: str(v) for k, v in paths.items()},
            "seed": args.seed, "detector": args.detector, "faces_swapped": len(res.faces),
            "faces": res.faces.to_json()[0]}
-    atomic_write(out / "faces.json", lambda p: p.write_text(json.dumps(doc, indent=2)), overwrite=ow)
-    atomic_write(out / "NOT_A_REAL_MODEL.txt", lambda p: p.write_text(DEMO_LABEL + "\n"), overwrite=ow)
+    new_files = [out / n for n in names if not (out / n).exists()]
+    try:          # all six files or none of the new ones (an interrupted demo leaves no partial set)
+        write_image(out / "source.png", source, overwrite=ow)
+        write_image(out / "target.png", target, overwrite=ow)
+        write_image(out / "result.png", res.images, overwrite=ow)
+        write_image(out / "mask.png", res.mask.expand(-1, 3, -1, -1), overwrite=ow)
+        atomic_write(out / "faces.json", lambda p: p.write_text(json.dumps(doc, indent=2)), overwrite=ow)
+        atomic_write(out / "NOT_A_REAL_MODEL.txt", lambda p: p.write_text(DEMO_LABEL + "\n"), overwrite=ow)
+    except BaseException:
+        for f in new_files:
+            f.unlink(missing_ok=True)
+        raise
     changed = (res.images != target.to(res.images.device)).any(1).float().mean().item()
     print(f"demo: {len(res.faces)} face(s) of {tname} swapped with the {sname} identity; "
           f"{changed:.1%} of pixels changed; results in {out}", file=sys.stderr)

@@ -27,19 +27,30 @@ def add_parser(sub: Any) -> None:
 def cmd_faces(args: argparse.Namespace) -> int:
     from ..detection import draw_faces
     from ..io.atomic import atomic_write
-    from ..io.images import read_image, write_image
+    from ..io.images import is_image_path, read_image, write_image
+    from ..io.output_guard import is_same_file, probe_writable, refuse_input_as_output
 
     dev = device(args.device)
     img = read_image(args.image, device=dev)
     out = Path(args.out)
+    # outputs checked before detection: never the input photo (even with --overwrite), not each other, writable
+    refuse_input_as_output("--out", out, [args.image])
+    if not is_image_path(out):
+        raise InputError(f"--out {out}: expected an image file name (.png .jpg .webp .bmp .tif)")
     if out.exists() and not args.overwrite:
         raise InputError(f"--out {out}: already exists; pass --overwrite to replace it")
-    if args.json and Path(args.json).exists() and not args.overwrite:
-        raise InputError(f"--json {args.json}: already exists; pass --overwrite to replace it")
+    probe_writable("--out", out)
+    if args.json:
+        refuse_input_as_output("--json", args.json, [args.image])
+        if is_same_file(args.json, out):
+            raise InputError(f"--json {args.json}: is the same file as --out {out}; give them different names")
+        if Path(args.json).exists() and not args.overwrite:
+            raise InputError(f"--json {args.json}: already exists; pass --overwrite to replace it")
+        probe_writable("--json", args.json)
     detector = load_detector_cli(args.detector, args.det_threshold, dev)
     faces = detector.detect(img.image)
     preview = draw_faces(img.image, faces, order=args.order)
-    write_image(out, preview, overwrite=args.overwrite)
+    doc = None
     if args.json:
         from ..detection.select import order_faces
 
@@ -50,7 +61,16 @@ def cmd_faces(args: argparse.Namespace) -> int:
         entries.sort(key=lambda e: e["index"])
         doc = {"image": str(Path(args.image)), "size": list(img.size), "detector": args.detector,
                "order": args.order, "faces": entries}
-        atomic_write(Path(args.json), lambda p: p.write_text(json.dumps(doc, indent=2)), overwrite=args.overwrite)
+    new_preview = not out.exists()
+    write_image(out, preview, overwrite=args.overwrite)
+    if doc is not None:
+        try:
+            atomic_write(Path(args.json), lambda p: p.write_text(json.dumps(doc, indent=2)),
+                         overwrite=args.overwrite)
+        except BaseException:
+            if new_preview:                  # both files or neither (a preview without its JSON is half a result)
+                out.unlink(missing_ok=True)
+            raise
     if not args.quiet:
         print(f"{len(faces)} face(s) found in {args.image}; preview written to {out}", file=sys.stderr)
     return 0

@@ -25,7 +25,15 @@ from .common import (
 
 def add_parser(sub: Any) -> None:
     """Register ``swap`` and its flags on the subparsers ``sub``."""
-    s = sub.add_parser("swap", help="swap the source identity into a target image, folder of frames or video")
+    s = sub.add_parser(
+        "swap", help="swap the source identity into a target image, folder of frames or video",
+        description="Swap the source identity into a target image, folder of frames, video or animated image "
+                    "(GIF / WebP / APNG: every frame, durations kept; write it as .gif/.webp/.png or as a video). "
+                    "Outputs are written under a temporary name and put in place only after a complete run: an "
+                    "error, Ctrl-C (exit 130) or SIGTERM (exit 143) leaves nothing behind. An output is never an "
+                    "input (refused even with --overwrite). A truncated or damaged video is refused, naming the "
+                    "frames found and expected, unless --allow-partial; an unreadable image in a target folder "
+                    "fails the run, naming the file, and nothing is written.")
     s.add_argument("--source", required=True, help="source image, folder of images (identities averaged) or "
                                                    "saved identity (.safetensors)")
     s.add_argument("--target", required=True, help="target image, folder of images or video file")
@@ -49,12 +57,16 @@ def add_parser(sub: Any) -> None:
                         "folders and videos)")
     s.add_argument("--smooth", type=smooth_strength, default="auto",
                    help="temporal landmark smoothing of tracked faces, 0 (off) .. 1 (strongest); auto = 0.5 for "
-                        "a video target, off for images and folders (frames of a folder may be unrelated photos)")
+                        "a video or animated target, off for images and folders (frames of a folder may be unrelated "
+                        "photos)")
     s.add_argument("--batch-size", type=positive_int, default=8,
                    help="frames per batch (also faces per generator call on a GPU; 1 on the CPU)")
     s.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="generator precision")
     s.add_argument("--crf", type=int, default=17, help="x264 quality for video output (lower = better)")
     s.add_argument("--no-audio", action="store_true", help="do not copy the audio of a video target")
+    s.add_argument("--allow-partial", action="store_true",
+                   help="a truncated or damaged video target: swap the frames that decode (a warning names the "
+                        "counts) instead of refusing it")
     add_common(s)
     s.set_defaults(func=cmd_swap)
 
@@ -97,9 +109,12 @@ def cmd_swap(args: argparse.Namespace) -> int:
     from ..swap import FaceSwapper
 
     dev = device(args.device)
-    source = open_source(args.target, dev)
-    # Check outputs before any model work: never overwrite, fail fast.
-    sink = open_sink(args.out, source, overwrite=args.overwrite, audio=not args.no_audio, crf=args.crf)
+    source = open_source(args.target, dev, allow_partial=args.allow_partial)
+    chosen, ref_path = selection(args.faces, args.id_threshold)
+    # Check outputs before any model work: never an input, never overwritten unless asked, writable; fail fast.
+    sink = open_sink(args.out, source, overwrite=args.overwrite, audio=not args.no_audio, crf=args.crf,
+                     inputs=[args.source, ref_path])
+    args.pending_output = sink.path        # main() says "nothing was written to ..." if the run fails from here
     mask = MaskSpec.parse(args.mask) if args.mask else None
 
     generator, arcface, detector = load_models(args, dev)
@@ -112,15 +127,15 @@ def cmd_swap(args: argparse.Namespace) -> int:
     else:
         identity = swapper.extract_identity(read_sources(args.source, dev), select=args.source_face,
                                             combine=args.combine)
-    chosen, ref_path = selection(args.faces, args.id_threshold)
     reference = None
     if ref_path is not None:
         reference = swapper.extract_identity(read_sources(ref_path, dev), select="largest")
     kind = source.kind
+    moving = kind in ("video", "animation")
     opts: dict[str, Any] = dict(select=chosen, mask=mask, paste_mode=args.paste, color_match=args.color_match,
                                 reference=reference, if_no_face=args.if_no_face or ("error" if kind == "image"
                                                                                      else "keep"))
-    strength = (0.5 if kind == "video" else 0.0) if args.smooth == "auto" else float(args.smooth)
+    strength = (0.5 if moving else 0.0) if args.smooth == "auto" else float(args.smooth)
     if strength > 0 and kind != "image":
         from ..tracking import LandmarkSmoother
 
@@ -129,6 +144,7 @@ def cmd_swap(args: argparse.Namespace) -> int:
     bar = ProgressBar(source.total, "swap", args.quiet) if kind != "image" else None
     with bar if bar is not None else nullcontext():
         summary = run(source, swapper, sink, identity, batch_size=args.batch_size, progress=bar, **opts)
+    args.pending_output = None
     if not args.quiet:
         without = len(summary.frames_without_face)
         msg = f"wrote {sink.path} ({summary.frames} frame(s), {summary.faces_swapped} face(s) swapped"

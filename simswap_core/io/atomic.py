@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 
-__all__ = ["AtomicFile", "atomic_write", "publish", "refuse_existing"]
+__all__ = ["AtomicFile", "atomic_write", "make_folders", "publish", "refuse_existing", "remove_empty_folders"]
 
 
 def _exists_error(path: Path) -> InputError:
@@ -71,6 +71,22 @@ def _create_temp(path: Path) -> Path:
     raise FileExistsError(f"could not create a temporary file next to {path}")
 
 
+def make_folders(folder: Path) -> list[Path]:
+    """``folder.mkdir(parents=True)``; returns the folders it created, deepest first (for ``remove_empty_folders``)."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty; a folder with anything in it is kept."""
+    for f in folders:
+        try:
+            f.rmdir()
+        except OSError:
+            break
+
+
 class AtomicFile:
     """A temporary file next to ``path`` (``.tmp``), moved onto ``path`` by ``commit()``; ``abort()`` (or leaving
     the ``with`` block without ``commit()``, e.g. on an exception or Ctrl-C) removes it.
@@ -82,7 +98,7 @@ class AtomicFile:
         self.path = Path(path)
         self.overwrite = overwrite
         refuse_existing(self.path, overwrite=overwrite)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.created_folders = make_folders(self.path.parent)
         self.tmp = _create_temp(self.path)
         self.done = False
 
@@ -95,9 +111,10 @@ class AtomicFile:
             self.tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
-        """Remove the temporary file; ``path`` is not touched."""
+        """Remove the temporary file (and the folders made for it, when empty); ``path`` is not touched."""
         self.done = True
         self.tmp.unlink(missing_ok=True)
+        remove_empty_folders(self.created_folders)
 
     def __enter__(self) -> AtomicFile:
         return self
@@ -111,8 +128,12 @@ class AtomicFile:
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, overwrite: bool = False) -> Path:
     """Call ``write(tmp_path)``, then move the temporary file onto ``path``; returns ``path``.
 
-    Raises InputError ("already exists") if ``path`` exists, before or after writing, and ``overwrite`` is False.
+    Raises InputError ("already exists") if ``path`` exists, before or after writing, and ``overwrite`` is False;
+    OutputError naming ``path`` (not the temporary file) if writing fails (disk full, permissions).
     """
     with AtomicFile(path, overwrite=overwrite) as f:
-        write(f.tmp)
+        try:
+            write(f.tmp)
+        except OSError as e:
+            raise OutputError(f"{f.path}: could not be written ({e.strerror or e}); nothing was written") from e
         return f.commit()

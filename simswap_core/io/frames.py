@@ -1,12 +1,15 @@
 """Frame sources and sinks: where the frames of a run come from and where the swapped frames go.
 
-A ``FrameSource`` (one image, a folder of images, a video, or an in-memory ``[N,3,H,W]`` tensor) yields
+A ``FrameSource`` (one image, a folder of images, a video, an animated GIF / WebP / APNG, or an in-memory
+``[N,3,H,W]`` tensor) yields
 ``FrameBatch`` es: frames ``[B,3,H,W]`` float32 RGB in [0,1] on the source's device, the index of the batch's first
 frame in the whole source, and for image files the per-file details (alpha, bit depth, grayscale, name) the sink
 needs to write each result like its input. A ``FrameSink`` takes each batch with its swap result and commits the
 output in ``close()`` only (the temporary file / staging folder is dropped by ``abort()``), so an interrupted run
-never leaves a complete-looking output. ``open_source`` / ``open_sink`` pick the kind from a path and check the
-output before any model work. ``frame_ranges`` is the one chunking helper of the package.
+never leaves a complete-looking output. ``open_source`` / ``open_sink`` pick the kind from a path and check
+before any model work: a damaged video or image is refused, and an output that is an input (``output_guard``),
+exists, cannot hold the source's frames or cannot be written is refused. ``frame_ranges`` is the one chunking
+helper of the package.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -24,9 +28,27 @@ import torch
 
 from ..checks import check_images
 from ..errors import InputError
-from .atomic import publish
+from .animation import (
+    ANIMATED_EXTS,
+    AnimationInfo,
+    is_animated,
+    iter_animation_frames,
+    probe_animation,
+    write_animation,
+)
+from .atomic import make_folders, publish, remove_empty_folders
 from .images import LoadedImage, is_image_path, list_images, read_image, write_image, write_like
-from .video import VideoInfo, VideoWriter, is_video_path, iter_image_folder, iter_video_frames, probe_video
+from .output_guard import is_same_file, probe_writable, refuse_input_as_output
+from .video import (
+    VideoInfo,
+    VideoWriter,
+    check_video_complete,
+    is_video_path,
+    iter_image_folder,
+    iter_video_frames,
+    probe_video,
+    to_uint8_hwc,
+)
 
 Device = torch.device | str | None
 
@@ -109,11 +131,11 @@ class ImageSource(_FileSource):
     def __init__(self, path: str | os.PathLike, device: Device = None):
         super().__init__(path, device)
         self.total = 1
+        self.image = read_image(self.path, device=self.device)   # read now: a damaged file fails before any work
 
     def batches(self, batch_size: int) -> Iterator[FrameBatch]:
         next(frame_ranges(1, batch_size))  # checks batch_size
-        img = read_image(self.path, device=self.device)
-        yield FrameBatch(img.image, 0, [img])
+        yield FrameBatch(self.image.image, 0, [self.image])
 
 
 class FolderSource:
@@ -135,14 +157,22 @@ class FolderSource:
 
 
 class VideoSource(_FileSource):
-    """The frames of a video's first stream in presentation order; ``info`` (fps, size, audio) for the sink."""
+    """The frames of a video's first stream in presentation order; ``info`` (fps, size, audio) for the sink.
+
+    A truncated or damaged file (fewer complete frames than its header declares, damaged packets, a frame that
+    does not decode, fewer frames decoded than declared) raises InputError naming the file and the frames found
+    and expected: at once when the packets show it, else while reading. ``allow_partial=True`` warns instead and
+    keeps the frames that decode (never silently: the warning names the counts).
+    """
 
     kind = "video"
 
-    def __init__(self, path: str | os.PathLike, device: Device = None):
+    def __init__(self, path: str | os.PathLike, device: Device = None, *, allow_partial: bool = False):
         super().__init__(path, device)
         self.info: VideoInfo = probe_video(self.path)
-        self.total = self.info.frame_count
+        self.allow_partial = allow_partial
+        self.total = check_video_complete(self.info, allow_partial=allow_partial)
+        self.audio_path: Path | None = self.path
 
     @property
     def fps(self) -> Fraction:
@@ -154,7 +184,43 @@ class VideoSource(_FileSource):
         return self.info.height, self.info.width
 
     def batches(self, batch_size: int) -> Iterator[FrameBatch]:
-        return _numbered((frames, None) for frames in iter_video_frames(self.path, batch_size, device=self.device))
+        return _numbered((frames, None) for frames in self._checked_frames(batch_size))
+
+    def _checked_frames(self, batch_size: int) -> Iterator[torch.Tensor]:
+        decoded = 0
+        for frames in iter_video_frames(self.path, batch_size, device=self.device, allow_partial=self.allow_partial):
+            decoded += int(frames.shape[0])
+            yield frames
+        if self.total is not None and decoded != self.total:
+            what = (f"{self.path}: truncated or damaged video: {decoded} frame(s) decoded of the {self.total} "
+                    "its header declares")
+            if not self.allow_partial:
+                raise InputError(what + "; nothing was written (pass --allow-partial to keep the frames that decode)")
+            warnings.warn(what + "; only those are used (allow_partial)", stacklevel=2)
+
+
+class AnimatedImageSource(_FileSource):
+    """The frames of an animated GIF / WebP / APNG, in order; ``animation`` (durations, loop) for the sink."""
+
+    kind = "animation"
+
+    def __init__(self, path: str | os.PathLike, device: Device = None):
+        super().__init__(path, device)
+        self.animation: AnimationInfo = probe_animation(self.path)
+        self.total = self.animation.n_frames
+        self.audio_path: Path | None = None
+        if self.animation.has_alpha:
+            warnings.warn(f"{self.path}: the transparency of the animation is not kept (frames are swapped as RGB)",
+                          stacklevel=2)
+
+    @property
+    def info(self) -> VideoInfo:
+        """The animation as a video would describe it (for writing it as a video)."""
+        h, w = self.animation.size
+        return VideoInfo(self.path, w, h, self.animation.fps, self.total, False, self.animation.format)
+
+    def batches(self, batch_size: int) -> Iterator[FrameBatch]:
+        return _numbered((frames, None) for frames in iter_animation_frames(self.path, batch_size, self.device))
 
 
 class TensorSource:
@@ -172,19 +238,25 @@ class TensorSource:
             yield FrameBatch(self.frames[start:stop], start)
 
 
-def open_source(path: str | os.PathLike, device: Device = None) -> ImageSource | FolderSource | VideoSource:
-    """The source for a path, by kind: a folder, an image file (by extension) or a video file."""
+AnySource = ImageSource | FolderSource | VideoSource | AnimatedImageSource
+
+
+def open_source(path: str | os.PathLike, device: Device = None, *, allow_partial: bool = False) -> AnySource:
+    """The source for a path, by kind: a folder, an animated image (GIF, or WebP / PNG with several frames), an
+    image file (by extension) or a video file. allow_partial: see ``VideoSource``."""
     target = Path(path)
     if not target.exists():
         raise FileNotFoundError(f"--target {target}: no such file or folder")
     if target.is_dir():
         return FolderSource(target, device)
+    if target.suffix.lower() in (".gif", ".apng") or is_animated(target):
+        return AnimatedImageSource(target, device)
     if is_image_path(target):
         return ImageSource(target, device)
     if is_video_path(target):
-        return VideoSource(target, device)
-    raise InputError(f"--target {target}: expected an image (.png .jpg .webp .bmp .tif), a folder of images or "
-                     f"a video (.mp4 .mov .mkv .avi .webm ...)")
+        return VideoSource(target, device, allow_partial=allow_partial)
+    raise InputError(f"--target {target}: expected an image (.png .jpg .webp .bmp .tif), an animated image (.gif "
+                     f".webp .png), a folder of images or a video (.mp4 .mov .mkv .avi .webm ...)")
 
 
 # ------------------------------------------------------------------------------------------------ sinks
@@ -241,8 +313,11 @@ class ImageSink:
 class FolderSink:
     """A folder of images, each named and written like its input file (frames without a file: ``000123.png``).
 
-    Frames are written into a hidden staging folder inside ``folder`` and moved into place by ``close()``;
-    ``abort()`` removes the staging folder (and ``folder`` itself when this sink created it and it is empty).
+    Frames are written into a hidden staging folder and moved into place by ``close()`` only, after every frame
+    was written: when ``folder`` does not exist yet, the staging folder (``.<name>.simswap-partial-*`` next to it)
+    is renamed to ``folder`` in one step; otherwise (staging folder inside ``folder``) each file is moved in, and an
+    interruption while moving removes the files moved so far. ``abort()`` removes the staging folder, so an
+    interrupted run leaves no complete-looking set of frames.
     """
 
     def __init__(self, folder: str | os.PathLike, overwrite: bool = False):
@@ -252,13 +327,18 @@ class FolderSink:
             raise InputError(f"{self.path}: expected a folder for the output frames, found a file")
         self.names: list[str] = []
         self._stage: Path | None = None
-        self._created = False
+        self._whole = False     # True: the staging folder becomes `path` (path did not exist)
+        self._created: list[Path] = []     # parent folders made for the staging folder (removed by abort if empty)
 
     def _staging(self) -> Path:
         if self._stage is None:
-            self._created = not self.path.exists()
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._stage = Path(tempfile.mkdtemp(prefix=".simswap-partial-", dir=self.path))
+            if self.path.exists():
+                self._stage = Path(tempfile.mkdtemp(prefix=".simswap-partial-", dir=self.path))
+            else:
+                self._created = make_folders(self.path.parent)
+                self._stage = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.simswap-partial-",
+                                                    dir=self.path.parent))
+                self._whole = True
         return self._stage
 
     def write(self, batch: FrameBatch, result: Any) -> None:
@@ -274,9 +354,33 @@ class FolderSink:
 
     def close(self) -> None:
         stage = self._staging()
+        missing = [n for n in self.names if not (stage / n).is_file()]
+        if missing:
+            self.abort()
+            raise InputError(f"{self.path}: {len(missing)} frame(s) missing from the staging folder (e.g. "
+                             f"{missing[0]}); nothing was written")
+        if self._whole:
+            os.chmod(stage, 0o777 & ~_umask())          # mkdtemp made it 0700: a normal folder follows the umask
+            try:
+                os.rename(stage, self.path)           # fails if `path` appeared meanwhile: never merged blindly
+                self._stage = None
+                return
+            except OSError:
+                if not self.path.is_dir():
+                    self.abort()
+                    raise
+                # someone created the folder meanwhile: move the files in one by one below
+        moved: list[Path] = []
         try:
             for name in self.names:
+                existed = (self.path / name).exists()
                 publish(stage / name, self.path / name, overwrite=self.overwrite)
+                if not existed:
+                    moved.append(self.path / name)
+        except BaseException:
+            for done in moved:                        # no partial set of frames is left behind
+                done.unlink(missing_ok=True)
+            raise
         finally:
             shutil.rmtree(stage, ignore_errors=True)
             self._stage = None
@@ -285,23 +389,34 @@ class FolderSink:
         if self._stage is not None:
             shutil.rmtree(self._stage, ignore_errors=True)
             self._stage = None
-            if self._created:
-                try:
-                    self.path.rmdir()      # only when empty
-                except OSError:
-                    pass
+            remove_empty_folders(self._created)
         self.names = []
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the system tells (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 class VideoSink:
-    """A video with the fps and size of ``source`` (and its audio unless ``audio=False``), x264 at ``crf``.
+    """A video with the fps and size of ``source`` (a video, or an animated image: its average frame rate), with
+    the video's audio unless ``audio=False``, x264 at ``crf``.
 
     The file is written under a temporary name (``VideoWriter``), created on the first frame, and moved into place
-    by ``close()``; ``abort()`` deletes it.
+    by ``close()`` after the closed file read back with every frame written; ``abort()`` deletes it.
     """
 
-    def __init__(self, path: str | os.PathLike, source: VideoSource, *, audio: bool = True, crf: int = 17,
-                 overwrite: bool = False):
+    def __init__(self, path: str | os.PathLike, source: VideoSource | AnimatedImageSource, *,
+                 audio: bool = True, crf: int = 17, overwrite: bool = False):
         self.path = Path(path)
         self.source = source
         self.audio = audio
@@ -313,8 +428,9 @@ class VideoSink:
     def _open(self) -> VideoWriter:
         if self._writer is None:
             info = self.source.info
+            audio_from = self.source.audio_path if self.audio else None
             self._writer = VideoWriter(self.path, info.fps, info.width, info.height, overwrite=self.overwrite,
-                                       audio_from=self.source.path if self.audio else None, crf=self.crf)
+                                       audio_from=audio_from, crf=self.crf)
         return self._writer
 
     @property
@@ -330,6 +446,35 @@ class VideoSink:
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.abort()
+
+
+class AnimatedImageSink:
+    """An animated GIF / WebP / APNG with the per-frame durations and loop count of ``source`` (an animated image).
+
+    Frames are kept in memory (as 8-bit RGB) and written in ``close()`` only, atomically, when their count is
+    the source's frame count; ``abort()`` drops them.
+    """
+
+    def __init__(self, path: str | os.PathLike, source: AnimatedImageSource, *, overwrite: bool = False):
+        self.path = Path(path)
+        self.source = source
+        self.overwrite = overwrite
+        _refuse_existing(self.path, overwrite)
+        self.frames: list[Any] = []
+
+    def write(self, batch: FrameBatch, result: Any) -> None:
+        self.frames.extend(to_uint8_hwc(result.images))
+
+    def close(self) -> None:
+        info = self.source.animation
+        if len(self.frames) != info.n_frames:
+            raise InputError(f"{self.path}: {len(self.frames)} frame(s) written of the {info.n_frames} of "
+                             f"{info.path.name}; nothing was written")
+        frames, self.frames = self.frames, []
+        write_animation(self.path, frames, info.durations_ms, loop=info.loop, overwrite=self.overwrite)
+
+    def abort(self) -> None:
+        self.frames = []
 
 
 class TensorSink:
@@ -361,29 +506,64 @@ class TensorSink:
         return self.parts[0] if len(self.parts) == 1 else type(self.parts[0]).concat(self.parts)
 
 
+AnySink = ImageSink | FolderSink | VideoSink | AnimatedImageSink | TensorSink
+_FILE_EXTS = (*ANIMATED_EXTS, ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".mp4", ".mov", ".mkv", ".avi", ".webm",
+              ".m4v", ".mpg", ".mpeg", ".ts")
+
+
 def open_sink(out: str | os.PathLike | None, source: FrameSource, *, overwrite: bool = False, audio: bool = True,
-              crf: int = 17) -> ImageSink | FolderSink | VideoSink | TensorSink:
-    """The sink for ``source``'s kind, checked before any model work: an existing output is refused unless
-    ``overwrite``; an existing folder as ``out`` of an image or video gets ``out/<source name>``; a folder target
-    needs a folder ``out`` that is not the target folder. ``out=None``: keep the results in memory."""
+              crf: int = 17, inputs: Iterable[str | os.PathLike | None] = ()) -> AnySink:
+    """The sink for ``source``'s kind, checked before any model work.
+
+    Refused (InputError naming ``out``): an output that is an input (the source's file or folder, or any of
+    ``inputs``: the --source, a reference photo) or lies inside an input folder, even with ``overwrite``; an
+    existing output unless ``overwrite``; an output kind that cannot hold the source (a video or animation into
+    a still image, a folder into a file name); a folder where no file can be created (read-only, full disk).
+    An existing folder as ``out`` of an image, video or animation gets ``out/<source name>``; a folder target
+    needs a folder ``out``. ``out=None``: keep the results in memory.
+    """
     if out is None:
         return TensorSink()
     out = Path(out)
-    if isinstance(source, FolderSource):
+    read = [getattr(source, "folder", None) or getattr(source, "path", None), *inputs]
+    if isinstance(source, (FolderSource, TensorSource)):
         if out.exists() and not out.is_dir():
-            raise InputError(f"--out {out}: the target is a folder, so --out must be a folder")
-        if out.resolve() == source.folder.resolve():
-            raise InputError("--out must differ from the --target folder (inputs are never overwritten)")
-        clash = [out / f.name for f in source.files if (out / f.name).exists()]
-        if clash and not overwrite:
-            raise InputError(f"--out {out}: {len(clash)} output file(s) already exist (e.g. {clash[0].name}); "
-                             "pass --overwrite to replace them")
-        return FolderSink(out, overwrite)
-    if isinstance(source, TensorSource):
+            raise InputError(f"--out {out}: the target is a folder of frames, so --out must be a folder")
+        if not out.exists() and out.suffix.lower() in _FILE_EXTS:
+            raise InputError(f"--out {out}: the target is a folder of frames, so --out must be a folder (a name "
+                             f"without a file extension), got a {out.suffix} file name")
+        refuse_input_as_output("--out", out, read)
+        if isinstance(source, FolderSource):
+            for f in source.files:
+                if (out / f.name).exists() and is_same_file(out / f.name, f):
+                    raise InputError(f"--out {out}: {out / f.name} is the input file {f}; an input is never "
+                                     "replaced, even with --overwrite")
+            clash = [out / f.name for f in source.files if (out / f.name).exists()]
+            if clash and not overwrite:
+                raise InputError(f"--out {out}: {len(clash)} output file(s) already exist (e.g. {clash[0].name}); "
+                                 "pass --overwrite to replace them")
+        probe_writable("--out", out, folder=True)
         return FolderSink(out, overwrite)
     if out.is_dir():
         out = out / source.name
+    refuse_input_as_output("--out", out, read)
     _refuse_existing(out, overwrite, "--out ")
-    if isinstance(source, VideoSource):
-        return VideoSink(out, source, audio=audio, crf=crf, overwrite=overwrite)
-    return ImageSink(out, overwrite)
+    ext = out.suffix.lower()
+    sink: AnySink
+    if isinstance(source, (VideoSource, AnimatedImageSource)):
+        if is_video_path(out):
+            sink = VideoSink(out, source, audio=audio, crf=crf, overwrite=overwrite)
+        elif isinstance(source, AnimatedImageSource) and ext in ANIMATED_EXTS:
+            sink = AnimatedImageSink(out, source, overwrite=overwrite)
+        else:
+            kinds = "a video (.mp4 .mov .mkv .webm ...)" + (
+                " or an animated image (.gif .webp .png)" if isinstance(source, AnimatedImageSource) else "")
+            raise InputError(f"--out {out}: the target {source.name} has {source.total or 'several'} frame(s), so "
+                             f"--out must be {kinds}, got {ext or 'no extension'}; nothing was written")
+    else:
+        if not is_image_path(out):
+            raise InputError(f"--out {out}: the target {source.name} is one image, so --out must be an image "
+                             f"(.png .jpg .webp .bmp .tif), got {ext or 'no extension'}")
+        sink = ImageSink(out, overwrite)
+    probe_writable("--out", out)
+    return sink

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from .atomic import AtomicFile
 from .images import LoadedImage, list_images, read_image
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # PyAV is imported where it is used (importing this module st
 
 _MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
 _MOV_AUDIO = _MP4_AUDIO + ("pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_u8")
-VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif", ".mpg", ".mpeg", ".ts")
+VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 
 
 def is_video_path(path: str | os.PathLike) -> bool:
@@ -79,8 +79,15 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 
 
 def iter_video_frames(path: str | os.PathLike, batch_size: int = 16,
-                      device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
-    """Yield every frame of the first video stream, in order, as [B,3,H,W] float32 RGB [0,1] (B <= batch_size)."""
+                      device: torch.device | str | None = None, *, allow_partial: bool = False
+                      ) -> Iterator[torch.Tensor]:
+    """Yield every frame of the first video stream, in order, as [B,3,H,W] float32 RGB [0,1] (B <= batch_size).
+
+    A frame that cannot be decoded (truncated or damaged file) raises InputError naming the file and the number of
+    frames decoded before it; with ``allow_partial`` a warning is given instead and the frames before it are kept.
+    """
+    import av
+
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     path = Path(path)
@@ -88,13 +95,81 @@ def iter_video_frames(path: str | os.PathLike, batch_size: int = 16,
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
         buf: list[np.ndarray] = []
-        for frame in c.decode(stream):
+        decoded = 0
+        frames = c.decode(stream)
+        while True:
+            try:
+                frame = next(frames, None)
+            except av.FFmpegError as e:
+                what = (f"{path}: damaged or truncated video: frame {decoded + 1} could not be decoded ({e}); "
+                        f"{decoded} frame(s) decoded before it")
+                if not allow_partial:
+                    raise InputError(what + "; pass --allow-partial (allow_partial=True) to use them") from None
+                warnings.warn(what + "; only those are used (allow_partial)", stacklevel=2)
+                break
+            if frame is None:
+                break
             buf.append(frame.to_ndarray(format="rgb24"))
+            decoded += 1
             if len(buf) == batch_size:
                 yield _stack(buf, device)
                 buf = []
         if buf:
             yield _stack(buf, device)
+
+
+@dataclass
+class PacketScan:
+    """What demuxing (no decoding) a video's first stream found: complete packets, damaged ones, and empty ones
+    (a repeated frame in some AVI files: counted by the header, nothing to decode)."""
+
+    good: int
+    corrupt: int
+    error: str | None
+    empty: int = 0
+
+
+def scan_video_packets(path: str | os.PathLike) -> PacketScan:
+    """Read every packet of the first video stream without decoding (fast: file I/O only) to find truncation."""
+    import av
+
+    good = corrupt = empty = 0
+    error = None
+    with _open(Path(path)) as c:
+        try:
+            for pkt in c.demux(c.streams.video[0]):
+                if pkt.size == 0:
+                    empty += pkt.dts is not None        # the demuxer's final flush packet has no dts
+                    continue
+                if pkt.is_corrupt:
+                    corrupt += 1
+                else:
+                    good += 1
+        except av.FFmpegError as e:
+            error = str(e)
+    return PacketScan(good, corrupt, error, empty)
+
+
+def check_video_complete(info: VideoInfo, *, allow_partial: bool = False) -> int | None:
+    """The number of frames that decoding ``info.path`` must give: InputError if the file holds fewer complete
+    frames than its header declares, or damaged packets (naming the file, frames found and expected), unless
+    ``allow_partial`` (then a warning, and None). None when the header declares no count."""
+    scan = scan_video_packets(info.path)
+    expected = None if info.frame_count is None else info.frame_count - scan.empty
+    problems = []
+    if expected is not None and scan.good < expected:
+        problems.append(f"holds {scan.good} complete frame(s) of the {expected} its header declares")
+    if scan.corrupt:
+        problems.append(f"{scan.corrupt} damaged frame(s)")
+    if scan.error is not None:
+        problems.append(f"reading stopped after {scan.good + scan.corrupt} frame(s): {scan.error}")
+    if not problems:
+        return expected
+    what = f"{info.path}: truncated or damaged video: " + "; ".join(problems)
+    if not allow_partial:
+        raise InputError(what + "; nothing was written (pass --allow-partial to swap the frames that decode)")
+    warnings.warn(what + "; only the frames that decode are used (allow_partial)", stacklevel=2)
+    return None
 
 
 def _stack(arrays: list[np.ndarray], device) -> torch.Tensor:
@@ -236,30 +311,50 @@ class VideoWriter:
             raise InputError(f"VideoWriter: expected frames [B,3,{self.height},{self.width}], "
                              f"got {tuple(frames.shape)}")
         assert self._out is not None, "VideoWriter: write after close"
-        for a in to_uint8_hwc(frames):
-            vf = av.VideoFrame.from_ndarray(a, format="rgb24")
-            vf.pts = self.frames_written
-            vf.time_base = self._tb
-            self._out.mux(self._v.encode(vf))
-            self.frames_written += 1
-        self._mux_audio_until(self.frames_written / float(self.fps))
+        try:
+            for a in to_uint8_hwc(frames):
+                vf = av.VideoFrame.from_ndarray(a, format="rgb24")
+                vf.pts = self.frames_written
+                vf.time_base = self._tb
+                self._out.mux(self._v.encode(vf))
+                self.frames_written += 1
+            self._mux_audio_until(self.frames_written / float(self.fps))
+        except (OSError, av.FFmpegError) as e:
+            self.abort()
+            raise OutputError(f"{self.path}: could not be written ({_reason(e)}); nothing was written") from e
 
     def close(self) -> Path:
         """Flush the encoder, copy the remaining audio and move the file into place."""
+        import av
+
         if self._out is None:
             return self.path
-        self._out.mux(self._v.encode(None))
-        self._mux_audio_until(None)
-        if self._audio_out is not None and self._audio_transcode is not None:
-            for rf in self._audio_transcode.resample(None):
-                rf.pts = None
-                self._out.mux(self._audio_out.encode(rf))
-            self._out.mux(self._audio_out.encode(None))
-        self._out.close()
+        try:
+            self._out.mux(self._v.encode(None))
+            self._mux_audio_until(None)
+            if self._audio_out is not None and self._audio_transcode is not None:
+                for rf in self._audio_transcode.resample(None):
+                    rf.pts = None
+                    self._out.mux(self._audio_out.encode(rf))
+                self._out.mux(self._audio_out.encode(None))
+            self._out.close()
+        except (OSError, av.FFmpegError) as e:
+            self.abort()
+            raise OutputError(f"{self.path}: could not be written ({_reason(e)}); nothing was written") from e
         self._out = None
         if self._audio_in is not None:
             self._audio_in.close()
+            self._audio_in = None
+        self._verify()
         return self._file.commit()   # never replaces a file that appeared meanwhile (unless overwrite)
+
+    def _verify(self) -> None:
+        """The closed temporary file holds every frame written (read back by demuxing); else abort, InputError."""
+        scan = scan_video_packets(self._tmp)
+        if scan.good != self.frames_written or scan.corrupt or scan.error:
+            self.abort()
+            raise InputError(f"{self.path}: the written video reads back as {scan.good} frame(s) of the "
+                             f"{self.frames_written} written ({scan.error or 'incomplete'}); nothing was written")
 
     def abort(self) -> None:
         """Drop the partial file (used on errors)."""
@@ -285,6 +380,11 @@ class VideoWriter:
             self.abort()
 
 
+def _reason(e: BaseException) -> str:
+    """An OS or FFmpeg error's reason without the (temporary) file name it may carry."""
+    return str(getattr(e, "strerror", None) or e)
+
+
 def count_frames(path: str | os.PathLike) -> int:
     """Exact frame count by decoding every frame (slow but certain)."""
     with _open(Path(path)) as c:
@@ -301,8 +401,13 @@ def iter_image_folder(folder: str | os.PathLike, batch_size: int = 16, device: t
     files = list_images(folder)
     if not files:
         raise InputError(f"{folder}: contains no images (expected {', '.join(('.png', '.jpg', '.tif', '...'))})")
+    from .animation import is_animated
+
     batch: list[LoadedImage] = []
     for p in files:
+        if is_animated(p):
+            raise InputError(f"{p}: an animated image in a folder of frames (only its first frame would be used); "
+                             "swap it on its own as --target, or move it out of the folder")
         img = read_image(p)
         if batch and (img.size != batch[0].size or len(batch) == batch_size):
             yield batch, _cat(batch, device)
