@@ -32,7 +32,9 @@ def files(seeded_checkpoints, tmp_path_factory) -> dict[str, Path]:
 
 
 def test_exported_from_the_package():
-    assert simswap_core.load_model is load_model and MODEL_KINDS == ("generator", "arcface", "parser", "detector")
+    assert simswap_core.load_model is load_model and MODEL_KINDS == (
+        "generator", "arcface", "parser", "detector", "patch_discriminator", "projected_discriminator",
+        "efficientnet_lite0")
 
 
 def test_all_names_the_lazy_public_names():

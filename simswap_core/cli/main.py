@@ -4,6 +4,9 @@
     simswap faces IMAGE --out PREVIEW.png [--json FACES.json]
     simswap convert SRC DST
     simswap demo --out DIR
+    simswap prepare-faces INPUT OUT --crop-size 224|512
+    simswap train DATA OUT --arcface ARC [--path projected|multiscale] [--efficientnet LITE0] [--resume]
+    simswap finetune DATA OUT --from latest_net_G.pth --arcface ARC
 
 One module per command (``swap.py``, ``faces.py``, ``convert.py``, ``demo.py``: its flags in ``add_parser`` and
 its ``cmd_*``); what they share is in ``common.py``. Errors print one clear line (model-file errors also list the
@@ -24,7 +27,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from ..errors import MissingModelError, SimSwapError
-from . import convert, demo, faces, swap
+from . import convert, demo, faces, prepare, swap, train
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -63,8 +66,9 @@ def _nothing_written(args: argparse.Namespace) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The ``simswap`` parser with its four subcommands (each sets ``func``, the command to run)."""
     p = argparse.ArgumentParser(prog="simswap", description="SimSwap face swapping (images, folders, videos).")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{swap,faces,convert,demo}")
-    for command in (swap, faces, convert, demo):
+    sub = p.add_subparsers(dest="command", required=True,
+                           metavar="{swap,faces,convert,demo,prepare-faces,train,finetune}")
+    for command in (swap, faces, convert, demo, prepare, train):
         command.add_parser(sub)
     return p
 

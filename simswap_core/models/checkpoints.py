@@ -49,14 +49,24 @@ WANTED: dict[str, str] = {
     "arcface": "the ArcFace identity encoder (arcface_checkpoint.tar or a state dict of it)",
     "parser": "the BiSeNet face parser (79999_iter.pth)",
     "detector": "an ONNX face detector (YuNet or SCRFD .onnx)",
+    "patch_discriminator": "a PatchGAN discriminator of SimSwap's older training (latest_net_D1.pth, ..._D2.pth)",
+    "projected_discriminator": "the projected discriminator of SimSwap's train.py (e.g. 10000_net_D.pth)",
+    "efficientnet_lite0": "EfficientNet-lite0 weights (timm's tf_efficientnet_lite0 .pth or a .safetensors of them)",
 }
 _FOUND = {
     "generator": "a SimSwap generator (keys first_layer.*, BottleNeck.*)",
     "arcface": "an ArcFace identity encoder (keys conv1.*, layer1..4.*, fc.*)",
     "parser": "a BiSeNet face parser (keys cp.*, ffm.*, conv_out*)",
+    "patch_discriminator": "a PatchGAN discriminator (keys down1..4.*, conv1.*, conv2.*)",
+    "projected_discriminator": "a projected discriminator (keys feature_network.*, discriminator.mini_discs.*)",
+    "efficientnet_lite0": "EfficientNet-lite0 weights (keys conv_stem.*, blocks.*)",
 }
 _NOT = {"generator": "a SimSwap generator", "arcface": "an ArcFace identity encoder",
-        "parser": "a 19-class face-parsing BiSeNet"}
+        "parser": "a 19-class face-parsing BiSeNet", "patch_discriminator": "a SimSwap PatchGAN discriminator",
+        "projected_discriminator": "a SimSwap projected discriminator",
+        "efficientnet_lite0": "EfficientNet-lite0 weights"}
+#: kinds whose files may use torch's newer spectral-norm names (mapped by normalize_state_keys before any check)
+_DISCRIMINATOR_KINDS = ("patch_discriminator", "projected_discriminator")
 _READABLE = ("a PyTorch checkpoint (.pth/.tar state dict or the official pickled model) or a .safetensors file")
 
 
@@ -83,7 +93,8 @@ class CheckpointInfo:
             return ArcFaceConfig.from_state_dict(self.state).arch
         if self.kind == "parser":
             return "bisenet19"
-        return "unknown"
+        return {"patch_discriminator": "patchgan", "projected_discriminator": "projected_efficientnet_lite0",
+                "efficientnet_lite0": "tf_efficientnet_lite0"}.get(self.kind, "unknown")
 
 
 def _detect_kind(state: Mapping[str, Tensor]) -> str:
@@ -93,6 +104,14 @@ def _detect_kind(state: Mapping[str, Tensor]) -> str:
         return "arcface"
     if any(k.startswith("cp.resnet.") for k in state) and any(k.startswith("conv_out") for k in state):
         return "parser"
+    if "down1.0.weight" in state and "conv2.0.weight" in state:
+        return "patch_discriminator"
+    if any(k.startswith("feature_network.pretrained.") for k in state) and any(
+            k.startswith("discriminator.mini_discs.") for k in state):
+        return "projected_discriminator"
+    if ("conv_stem.weight" in state and "blocks.0.0.conv_dw.weight" in state) or (
+            "layer0.0.weight" in state and "layer0.3.0.conv_dw.weight" in state):
+        return "efficientnet_lite0"
     return "unknown"
 
 
@@ -224,6 +243,18 @@ def _expected_shapes(path: Path, state: Mapping[str, Tensor], kind: str) -> tupl
             factory, what = (lambda: IResNet(aconfig)), f"the {aconfig.arch} ArcFace"
         elif kind == "parser":
             factory, what = (lambda: BiSeNet(NUM_CLASSES)), "the 19-class BiSeNet face parser"
+        elif kind == "patch_discriminator":
+            from ..networks.patch_discriminator import PatchDiscriminator
+
+            factory, what = PatchDiscriminator, "the PatchGAN discriminator"
+        elif kind == "projected_discriminator":
+            from ..networks.projected_discriminator import ProjectedDiscriminator
+
+            factory, what = ProjectedDiscriminator, "the projected discriminator"
+        elif kind == "efficientnet_lite0":
+            from ..networks.efficientnet_lite import EfficientNetLite0Features
+
+            factory, what = EfficientNetLite0Features, "EfficientNet-lite0 (our layout)"
         else:
             return {}, ""
         with torch.device("meta"):
@@ -264,6 +295,10 @@ def check_declared(path: Path, state: Mapping[str, Tensor], kind: str, how: str)
                               f"model")
     if kind == "unknown":
         return
+    if kind in _DISCRIMINATOR_KINDS:
+        from ..networks.projected_discriminator import normalize_state_keys
+
+        state = normalize_state_keys(state)
     for key, value in state.items():
         counter = key.endswith("num_batches_tracked")
         allowed = _COUNTER_DTYPES if counter else _WEIGHT_DTYPES
@@ -271,6 +306,11 @@ def check_declared(path: Path, state: Mapping[str, Tensor], kind: str, how: str)
             names = ", ".join(str(d).replace("torch.", "") for d in allowed)
             raise CheckpointError(f"{path}: tensor {key} of {how} is {str(value.dtype).replace('torch.', '')}; "
                                   f"expected {names} for a {kind} {'counter' if counter else 'weight'}")
+    if kind == "efficientnet_lite0" and "conv_stem.weight" in state:  # timm's names: checked by the converter
+        from ..networks.efficientnet_lite import check_timm_shapes
+
+        check_timm_shapes(state, f"{path}: {how}")
+        return
     expected, what = _expected_shapes(path, state, kind)
     compare_state(path, how, what, expected, state)
 

@@ -4,6 +4,9 @@
     load_model("arcface", "arcface_checkpoint.tar")             # IResNet identity encoder
     load_model("parser", "79999_iter.pth")                      # BiSeNet face parser
     load_model("detector", "yunet")                             # FaceDetector (simswap_core.detection)
+    load_model("patch_discriminator", "latest_net_D1.pth")      # PatchDiscriminator (older training path)
+    load_model("projected_discriminator", "10000_net_D.pth")    # ProjectedDiscriminator (train.py)
+    load_model("efficientnet_lite0", "tf_efficientnet_lite0.pth")  # EfficientNetLite0Features (timm weights)
 
 Every loader reads through :func:`~.checkpoints.read_checkpoint` (no code from a file runs) and the same checks:
 a missing file raises :class:`~simswap_core.errors.MissingModelError` naming the file and the kind expected, a
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +29,10 @@ from ..errors import CheckpointError, InputError
 from ..io.atomic import atomic_write, refuse_existing
 from ..networks.arcface import ArcFaceConfig, IResNet
 from ..networks.bisenet import NUM_CLASSES, BiSeNet
+from ..networks.efficientnet_lite import EfficientNetLite0Features, convert_timm_state, is_timm_layout
 from ..networks.generator import GeneratorConfig, SimSwapGenerator, normalize_variant
+from ..networks.patch_discriminator import PatchDiscriminator
+from ..networks.projected_discriminator import ProjectedDiscriminator, normalize_state_keys
 from .checkpoints import WANTED, CheckpointInfo, build_module, check_kind, describe_found, read_checkpoint
 from .model_file import sniff_format
 from .safetensors_header import check_crop_size
@@ -39,9 +46,12 @@ __all__ = [
     "convert_checkpoint",
     "inspect_checkpoint",
     "load_arcface",
+    "load_efficientnet_lite0",
     "load_generator",
     "load_model",
     "load_parser",
+    "load_patch_discriminator",
+    "load_projected_discriminator",
 ]
 
 #: Output convention used when neither the caller nor the file's metadata says otherwise: the released
@@ -49,7 +59,8 @@ __all__ = [
 DEFAULT_GENERATOR_VARIANT = "official"
 
 #: the kinds :func:`load_model` knows.
-MODEL_KINDS = ("generator", "arcface", "parser", "detector")
+MODEL_KINDS = ("generator", "arcface", "parser", "detector", "patch_discriminator", "projected_discriminator",
+               "efficientnet_lite0")
 
 _FORMAT_TAG = "simswap"
 _FORMAT_VERSION = "1"
@@ -148,6 +159,42 @@ def load_parser(path: str | os.PathLike, *, device: str | torch.device | None = 
     return model.to(device) if device is not None else model
 
 
+def load_patch_discriminator(path: str | os.PathLike, *,
+                             device: str | torch.device | None = None) -> PatchDiscriminator:
+    """One PatchGAN of the older training path (official ``*_net_D1.pth`` / ``*_net_D2.pth``), strict keys and
+    shapes, float32, eval mode (call ``train()`` to keep training it)."""
+    info = read_checkpoint(path, "patch_discriminator")
+    check_kind(info, "patch_discriminator")
+    info = replace(info, state=normalize_state_keys(info.state))
+    model = build_module(PatchDiscriminator, info, "the PatchGAN discriminator")
+    return model.to(device) if device is not None else model
+
+
+def load_projected_discriminator(path: str | os.PathLike, *,
+                                 device: str | torch.device | None = None) -> ProjectedDiscriminator:
+    """The projected discriminator of train.py (official ``{step}_net_D.pth``, also with torch's
+    ``parametrizations.weight.*`` spectral-norm names), strict keys and shapes, float32, eval mode; the feature
+    network is frozen. ``train()`` restores the released training's modes (every BatchNorm in training mode)."""
+    info = read_checkpoint(path, "projected_discriminator")
+    check_kind(info, "projected_discriminator")
+    info = replace(info, state=normalize_state_keys(info.state))
+    model = build_module(ProjectedDiscriminator, info, "the projected discriminator")
+    return model.to(device) if device is not None else model
+
+
+def load_efficientnet_lite0(path: str | os.PathLike, *,
+                            device: str | torch.device | None = None) -> EfficientNetLite0Features:
+    """EfficientNet-lite0 feature taps with the weights of a user-supplied file: timm's ``tf_efficientnet_lite0``
+    checkpoint (``conv_stem``/``bn1``/``blocks.*``; the classification head is dropped) as a weights-only .pth or
+    .safetensors, or our own layout (``layer0..3``). Strict keys and shapes; float32, eval mode, no gradients."""
+    info = read_checkpoint(path, "efficientnet_lite0")
+    check_kind(info, "efficientnet_lite0")
+    if is_timm_layout(info.state):
+        info = replace(info, state=convert_timm_state(info.state, str(info.path)))
+    model = build_module(EfficientNetLite0Features, info, "EfficientNet-lite0").requires_grad_(False)
+    return model.to(device) if device is not None else model
+
+
 def _load_detector(path: str | os.PathLike, **kw: Any) -> FaceDetector:
     from ..detection import load_detector
 
@@ -159,7 +206,7 @@ def _load_detector(path: str | os.PathLike, **kw: Any) -> FaceDetector:
 
 
 def load_model(kind: str, path: str | os.PathLike, **kw: Any) -> nn.Module | FaceDetector:
-    """Load a model of ``kind`` ("generator", "arcface", "parser" or "detector") from ``path``.
+    """Load a model of ``kind`` (one of :data:`MODEL_KINDS`) from ``path``.
 
     ``kw`` goes to the kind's loader: :func:`load_generator` (variant, device), :func:`load_arcface` (device),
     :func:`load_parser` (device), :func:`simswap_core.detection.load_detector` (threshold, det_size, device,
@@ -167,7 +214,10 @@ def load_model(kind: str, path: str | os.PathLike, **kw: Any) -> nn.Module | Fac
     MissingModelError (file, kind expected) or CheckpointError (file, what was found, what was expected).
     """
     loaders: dict[str, Callable[..., Any]] = {"generator": load_generator, "arcface": load_arcface,
-                                              "parser": load_parser, "detector": _load_detector}
+                                              "parser": load_parser, "detector": _load_detector,
+                                              "patch_discriminator": load_patch_discriminator,
+                                              "projected_discriminator": load_projected_discriminator,
+                                              "efficientnet_lite0": load_efficientnet_lite0}
     loader = loaders.get(kind) if isinstance(kind, str) else None
     if loader is None:
         raise InputError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")

@@ -47,7 +47,8 @@ _TORCH_DTYPE_NAMES = {
     "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool", "U16": "uint16", "U32": "uint32",
     "U64": "uint64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "C64": "complex64",
 }
-_KINDS = ("generator", "arcface", "parser", "detector")
+_KINDS = ("generator", "arcface", "parser", "detector", "patch_discriminator", "projected_discriminator",
+          "efficientnet_lite0")
 _EXPECTED = "a complete .safetensors file"
 
 
