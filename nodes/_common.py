@@ -6,6 +6,7 @@ are then ``None`` or plain-torch stand-ins); the V3 socket types of the nodes ar
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ if TYPE_CHECKING:  # simswap_core is imported where it is used
     from simswap_core.detection.select import FaceSelection
     from simswap_core.faces import DetectedFaces
     from simswap_core.masks import MaskSpec
-    from simswap_core.progress import ProgressFn
+    from simswap_core.progress import StepFn
 
 try:  # inside ComfyUI
     import folder_paths
@@ -118,21 +119,51 @@ def soft_empty_cache() -> None:
     mm.soft_empty_cache()
 
 
-def progress_callback(total: int) -> ProgressFn | None:
-    """A ``progress(done, total)`` callable for the core pipeline: drives ComfyUI's progress bar and raises
-    ComfyUI's InterruptProcessingException as soon as the user cancels (checked on every call)."""
+PROGRESS_STEPS = 100  # bar units per frame: a single photo's bar advances face by face
+
+
+def progress_callback(total: int) -> StepFn | None:
+    """A ``progress(done, total)`` callable for the core pipeline (``swap(on_step=...)``, or any ``ProgressFn``):
+    ``done`` may be fractional (frames finished plus the finished part of the current frame). It drives ComfyUI's
+    progress bar (PROGRESS_STEPS units per frame) and raises ComfyUI's InterruptProcessingException as soon as the
+    user cancels (checked on every call, i.e. after every generator call)."""
     try:
         import comfy.model_management as mm
         import comfy.utils
     except ImportError:
         return None
-    bar = comfy.utils.ProgressBar(max(int(total), 1))
+    bar = comfy.utils.ProgressBar(max(int(total), 1) * PROGRESS_STEPS)
 
-    def progress(done: int, total_: int) -> None:
+    def progress(done: float, total_: int) -> None:
         mm.throw_exception_if_processing_interrupted()
-        bar.update_absolute(int(done), int(total_))
+        bar.update_absolute(round(float(done) * PROGRESS_STEPS), max(int(total_), 1) * PROGRESS_STEPS)
 
     return progress
+
+
+STATUS_EVENT = "simswap.status"  # websocket event shown as a toast by web/simswap_status.js
+_status_log = logging.getLogger("simswap")
+
+
+def report_status(node_id: str | None, message: str, level: str = "warning") -> None:
+    """Tell the user something they must not miss (e.g. frames where nothing was swapped): a line in the server
+    log (``logging`` at ``level``: "info", "warning" or "error") AND a toast in the browser (websocket event
+    ``simswap.status`` {node, message, level}, shown by web/simswap_status.js). Works without a server (log only)."""
+    if level not in ("info", "warning", "error"):
+        level = "warning"
+    _status_log.log(getattr(logging, level.upper()), "[SimSwap] %s%s", f"node {node_id}: " if node_id else "",
+                    message)
+    try:
+        from server import PromptServer
+    except ImportError:
+        return
+    instance = getattr(PromptServer, "instance", None)
+    if instance is None:
+        return
+    try:
+        instance.send_sync(STATUS_EVENT, {"node": node_id, "message": message, "level": level})
+    except Exception as e:  # no event loop (e.g. a script): the log line is there
+        _status_log.debug("simswap.status not sent: %s", e)
 
 
 def check_interrupt() -> None:
@@ -195,20 +226,27 @@ def prefer(names: list[str], *keywords: str) -> list[str]:
     return hit + [n for n in names if n not in hit]
 
 
-def full_path(folder: str, name: str, what: str) -> str:
-    """Absolute path of a file chosen in a widget; a clear error naming the folders searched when missing."""
+def full_path(folder: str, name: str, what: str, kind: str | None = None,
+              available: list[str] | None = None) -> str:
+    """Absolute path of a file chosen in widget ``what``; when it is missing, a clear error naming the widget, the
+    folders searched and, for a model ``kind`` ("generator", "arcface", "parser", "detector"), the file expected,
+    its official source and the install command (``available``: the files the widget lists)."""
     from simswap_core.errors import MissingModelError
+    from simswap_core.models.find import missing_kind_message
 
     if folder_paths is None:
         raise MissingModelError(f"{what}: {name!r} cannot be resolved outside ComfyUI")
+    path = None if not name or name.startswith("(") else folder_paths.get_full_path(folder, name)
+    if path is not None:
+        return path
+    if kind is not None:
+        listed = [n for n in (available or []) if not n.startswith("(")]
+        raise MissingModelError(missing_kind_message(kind, what, folder, folder_search_paths(folder), name, listed))
     if not name or name.startswith("("):
         raise MissingModelError(f"{what}: no model file chosen; put one into {folder_search_paths(folder)} "
                                 f"and refresh the page (R)")
-    path = folder_paths.get_full_path(folder, name)
-    if path is None:
-        raise MissingModelError(f"{what}: {name!r} not found in the '{folder}' model folders "
-                                f"{folder_search_paths(folder)}")
-    return path
+    raise MissingModelError(f"{what}: {name!r} not found in the '{folder}' model folders "
+                            f"{folder_search_paths(folder)}")
 
 
 def folder_search_paths(folder: str) -> list[str]:

@@ -18,6 +18,7 @@ Identity = io.Custom("SIMSWAP_IDENTITY")      # simswap_core.identity.Identity
 Faces = io.Custom("SIMSWAP_FACES")            # simswap_core.faces.DetectedFaces
 FaceCrops = io.Custom("SIMSWAP_FACE_CROPS")   # nodes._common.FaceCrops
 Alignment = io.Custom("SIMSWAP_ALIGNMENT")    # simswap_core.align.AlignedFaces
+GenderModel = io.Custom("SIMSWAP_GENDER_MODEL")  # simswap_core.detection.genderage.GenderAgeEstimator
 
 
 def combo_errors(node: type[io.ComfyNode], **values: Any) -> bool | str:

@@ -8,6 +8,7 @@ from comfy_api.latest import io
 
 from . import _types as t
 from ._common import CATEGORY, image_to_nchw, nchw_to_image, progress_callback, soft_empty_cache
+from .search_aliases import search_aliases
 from .selection import ORDERS
 
 if TYPE_CHECKING:  # simswap_core is imported where it is used
@@ -23,6 +24,7 @@ class SimSwapDetectFaces(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SimSwapDetectFaces",
+            **search_aliases("SimSwapDetectFaces"),
             display_name="SimSwap Detect Faces",
             category=f"{CATEGORY}/faces",
             description=("Finds the faces of every frame of an IMAGE batch (boxes, 5 landmarks, scores) and draws a "

@@ -18,6 +18,7 @@ from ._common import (
     nchw_to_image,
     progress_callback,
 )
+from .search_aliases import search_aliases
 from .selection import ORDERS, make_mask_spec, make_selection, mask_inputs, validate_face_index
 
 if TYPE_CHECKING:  # simswap_core is imported where it is used
@@ -55,6 +56,7 @@ class SimSwapAlignFaces(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SimSwapAlignFaces",
+            **search_aliases("SimSwapAlignFaces"),
             display_name="SimSwap Align Faces",
             category=f"{CATEGORY}/faces",
             description=("Cuts aligned face crops (SimSwap's 224 pose templates or the 512 FFHQ template) out of "
@@ -107,6 +109,7 @@ class SimSwapFaceMask(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SimSwapFaceMask",
+            **search_aliases("SimSwapFaceMask"),
             display_name="SimSwap Face Mask",
             category=f"{CATEGORY}/faces",
             description=("Builds face masks: box, landmark ellipse or BiSeNet parsing regions, grown or shrunk and "
@@ -167,6 +170,7 @@ class SimSwapSplitFaceCrops(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SimSwapSplitFaceCrops",
+            **search_aliases("SimSwapSplitFaceCrops"),
             display_name="SimSwap Split Face Crops",
             category=f"{CATEGORY}/faces",
             description=("Splits SIMSWAP_FACE_CROPS into an IMAGE batch of aligned face crops (to restore or upscale "
@@ -199,6 +203,7 @@ class SimSwapPasteFaces(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SimSwapPasteFaces",
+            **search_aliases("SimSwapPasteFaces"),
             display_name="SimSwap Paste Faces",
             category=f"{CATEGORY}/faces",
             description=("Pastes aligned face crops (e.g. swapped faces after a restoration node) back into the "

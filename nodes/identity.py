@@ -1,4 +1,9 @@
-"""Identity nodes: extract an identity from source photos, save it, load it."""
+"""Identity nodes: extract an identity from source photos (one, or one per face), save it, load it, blend several,
+and read out how close swapped faces are to it.
+
+A SIMSWAP_IDENTITY socket carries either one ``simswap_core.identity.Identity`` or, from Extract Identity with
+``combine = each``, a plain ``list[Identity]`` (one per listed source face); the Swap node maps identity k onto
+the k-th listed target face. Save Identity writes a list as one file per identity (name_0, name_1, ...)."""
 from __future__ import annotations
 
 import os
@@ -19,9 +24,12 @@ from ._common import (
     load_managed,
     soft_empty_cache,
 )
-from .selection import ORDERS, make_selection
+from .search_aliases import search_aliases
+from .selection import ORDERS, make_selection, validate_face_index
 
 if TYPE_CHECKING:  # simswap_core is imported where it is used
+    from collections.abc import Sequence
+
     import torch
 
     from simswap_core.detection import FaceDetector
@@ -31,6 +39,9 @@ if TYPE_CHECKING:  # simswap_core is imported where it is used
 
 NO_IDENTITIES = "(no identities saved yet)"
 CROP_SIZES = ["auto", "224", "512"]
+EXTRACT_COMBINE = ["mean", "median", "weighted", "each"]
+IDENTITY_SOCKET_NOTE = ("A SIMSWAP_IDENTITY is one identity, or a list of identities from Extract Identity with "
+                        "combine = each.")
 DEFAULT_CROP_SIZE = 224  # crop_size = auto without a generator: the official 224 model
 
 
@@ -49,6 +60,7 @@ class SimSwapExtractIdentity(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SimSwapExtractIdentity",
+            **search_aliases("SimSwapExtractIdentity"),
             display_name="SimSwap Extract Identity",
             category=f"{CATEGORY}/identity",
             description=("Builds the identity to swap in (SIMSWAP_IDENTITY) from one or more source photos: in each "
@@ -67,13 +79,19 @@ class SimSwapExtractIdentity(io.ComfyNode):
                 io.Combo.Input("face", options=["largest", "best", "index", "all"], default="largest",
                                tooltip="Which face of each photo: largest box, best detection score, the face number "
                                        "'face_index' (see Detect Faces preview), or all faces of every photo."),
-                io.Int.Input("face_index", default=0, min=0, max=99,
-                             tooltip="Face number used when face = index (numbered in 'order')."),
+                io.String.Input("face_index", default="0",
+                                tooltip="Face number(s) used when face = index, numbered in 'order' from 0 as the "
+                                        "Detect Faces preview shows them: '0', or several separated by commas "
+                                        "('0,1'; with combine = each: one identity per listed face, in the listed "
+                                        "order)."),
                 io.Combo.Input("order", options=ORDERS, default="left-right",
                                tooltip="How faces are numbered for face = index."),
-                io.Combo.Input("combine", options=["mean", "median", "weighted"], default="mean",
+                io.Combo.Input("combine", options=EXTRACT_COMBINE, default="mean",
                                tooltip="How several faces become one identity: mean, median (robust to an odd "
-                                       "photo), or mean weighted by detection score."),
+                                       "photo), or mean weighted by detection score. each: no combining, one "
+                                       "identity PER chosen face (e.g. face = index, face_index '0,1' on a photo "
+                                       "of two people), a list the Swap node maps onto the target faces it swaps "
+                                       "(source face k -> k-th target face)."),
                 io.Combo.Input("if_no_face", options=["error", "skip"], default="error",
                                tooltip="A photo without a usable face: stop with an error, or skip it (an error is "
                                        "still raised when no photo has a face)."),
@@ -84,29 +102,41 @@ class SimSwapExtractIdentity(io.ComfyNode):
             ],
             outputs=[t.Identity.Output(display_name="identity",
                                        tooltip="The source identity: unit-norm latent for the generator + raw "
-                                               "ArcFace embedding.")],
+                                               "ArcFace embedding (combine = each: a list, one identity per face).")],
         )
 
     @classmethod
     def validate_inputs(cls, face: str | None, order: str | None, combine: str | None, if_no_face: str | None,
-                        crop_size: str | None = None) -> bool | str:
-        return t.combo_errors(cls, face=face, order=order, combine=combine, if_no_face=if_no_face,
-                              crop_size=crop_size)
+                        face_index: str | None = None, crop_size: str | None = None) -> bool | str:
+        return t.first_error(t.combo_errors(cls, face=face, order=order, combine=combine, if_no_face=if_no_face,
+                                            crop_size=crop_size),
+                             validate_face_index(None if face_index is None else str(face_index)))
 
     @classmethod
     def execute(cls, source_images: torch.Tensor, arcface: ManagedModel, detector: FaceDetector, face: str,
                 face_index: str, order: str, combine: str, if_no_face: str, generator: ManagedModel | None = None,
                 crop_size: str = "auto") -> io.NodeOutput:
-        from simswap_core.identity import extract_identity
+        from simswap_core.errors import InputError
+        from simswap_core.identity import extract_identities, extract_identity
 
+        if combine not in EXTRACT_COMBINE:
+            raise InputError(f"combine: expected one of {EXTRACT_COMBINE}, got {combine!r}")
         images = image_to_nchw(source_images, "source_images")
-        selection = make_selection(face, str(face_index), order)
+        selection = make_selection(face, str(face_index), order)  # an old workflow's int 0 arrives as "0" too
         (encoder,) = load_managed(arcface)
-        identity = extract_identity(encoder, detector, images, crop_size=identity_crop_size(crop_size, generator),
-                                    select=selection, combine=combine, if_no_face=if_no_face,
-                                    device=compute_device())
+        size = identity_crop_size(crop_size, generator)
+        identity: Identity | list[Identity]
+        if combine == "each":
+            identity = extract_identities(encoder, detector, images, crop_size=size, select=selection,
+                                          if_no_face=if_no_face, device=compute_device())
+            text = (f"{len(identity)} identities (one per face): "
+                    + ", ".join(f"image {i.meta['source_image']} face {i.meta['source_face']}" for i in identity))
+        else:
+            identity = extract_identity(encoder, detector, images, crop_size=size, select=selection,
+                                        combine=combine, if_no_face=if_no_face, device=compute_device())
+            text = f"1 identity from {identity.num_sources} face(s) ({combine}), crop size {size}"
         soft_empty_cache()
-        return io.NodeOutput(identity)
+        return io.NodeOutput(identity, ui={"text": [text]})
 
 
 def _identity_dir() -> str:
@@ -149,19 +179,34 @@ def _identity_file(name: str, if_exists: str) -> str:
     return str(path)
 
 
+def _forget_listing() -> None:
+    """Drop ComfyUI's cached file list of models/simswap, so the next /object_info lists a file just written
+    (its cache is keyed on folder mtimes, which can miss a write within the same timestamp tick)."""
+    from . import _common
+
+    cache = getattr(_common.folder_paths, "filename_list_cache", None)
+    if isinstance(cache, dict):
+        cache.pop(SIMSWAP_FOLDER, None)
+
+
 class SimSwapSaveIdentity(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SimSwapSaveIdentity",
+            **search_aliases("SimSwapSaveIdentity"),
             display_name="SimSwap Save Identity",
             category=f"{CATEGORY}/identity",
             description=("Saves an identity as models/simswap/identities/<name>.safetensors (latent, embedding, "
-                         "number of sources, metadata) so it can be reused with 'SimSwap Load Identity'. Existing "
-                         "files are never overwritten unless if_exists = overwrite."),
+                         "number of sources, metadata) so it can be reused with 'SimSwap Load Identity' (its list "
+                         "updates after the run, no page reload). The node shows the file actually written. A list "
+                         "of identities (Extract Identity, combine = each) is saved as one file per identity: "
+                         "<name>_0, <name>_1, ... Existing files are never overwritten unless if_exists = "
+                         "overwrite."),
             is_output_node=True,
             inputs=[
-                t.Identity.Input("identity", tooltip="The identity to save."),
+                t.Identity.Input("identity", tooltip="The identity to save (a list from combine = each: one file "
+                                                     "per identity, <name>_0, <name>_1, ...)."),
                 io.String.Input("name", default="identity",
                                 tooltip="File name without extension (letters, digits, space, _ . -)."),
                 io.Combo.Input("if_exists", options=["increment", "overwrite", "error"], default="increment",
@@ -170,7 +215,9 @@ class SimSwapSaveIdentity(io.ComfyNode):
             ],
             outputs=[
                 t.Identity.Output(display_name="identity", tooltip="The same identity, passed through."),
-                io.String.Output(display_name="file", tooltip="The file name written, relative to identities/."),
+                io.String.Output(display_name="file",
+                                 tooltip="The file name written, relative to identities/ (as Load Identity lists "
+                                         "it); several files separated by ', '."),
             ],
         )
 
@@ -179,13 +226,27 @@ class SimSwapSaveIdentity(io.ComfyNode):
         return t.combo_errors(cls, if_exists=if_exists)
 
     @classmethod
-    def execute(cls, identity: Identity, name: str, if_exists: str) -> io.NodeOutput:
-        from simswap_core.identity import save_identity
+    def execute(cls, identity: Identity | Sequence[Identity], name: str, if_exists: str) -> io.NodeOutput:
+        from simswap_core.errors import InputError
+        from simswap_core.identity import identity_list, save_identity
 
-        path = _identity_file(name, if_exists)
-        save_identity(identity, path, overwrite=(if_exists == "overwrite"))
-        filename = os.path.basename(path)
-        return io.NodeOutput(identity, filename, ui={"text": [filename]})
+        if if_exists not in ("increment", "overwrite", "error"):
+            raise InputError(f"if_exists: expected 'increment', 'overwrite' or 'error', got {if_exists!r}")
+        items = identity_list(identity, "identity")          # every item checked before anything is written
+        several = isinstance(identity, (list, tuple))
+        written = []
+        try:
+            for k, item in enumerate(items):
+                path = _identity_file(f"{name}_{k}" if several else name, if_exists)
+                save_identity(item, path, overwrite=(if_exists == "overwrite"))
+                written.append(os.path.basename(path))
+        finally:
+            if written:
+                _forget_listing()
+        folder = _identity_dir()
+        text = (f"saved {written[0]}" if len(written) == 1 else f"saved {len(written)} identities: "
+                + ", ".join(written)) + f" (in {folder}; pick it in SimSwap Load Identity)"
+        return io.NodeOutput(identity, ", ".join(written), ui={"text": [text], "simswap_identity_saved": written})
 
 
 def _identity_names() -> list[str]:
@@ -211,13 +272,14 @@ class SimSwapLoadIdentity(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SimSwapLoadIdentity",
+            **search_aliases("SimSwapLoadIdentity"),
             display_name="SimSwap Load Identity",
             category=f"{CATEGORY}/identity",
             description="Loads an identity saved by 'SimSwap Save Identity' from models/simswap/identities/.",
             inputs=[
                 io.Combo.Input("identity_name", options=_identity_names(),
-                               tooltip="A .safetensors identity in models/simswap/identities (refresh the page "
-                                       "after saving a new one)."),
+                               tooltip="A .safetensors identity in models/simswap/identities (one saved by Save "
+                                       "Identity appears here after its run; files copied in by hand: press R)."),
             ],
             outputs=[t.Identity.Output(display_name="identity", tooltip="The saved identity.")],
         )
@@ -244,4 +306,131 @@ class SimSwapLoadIdentity(io.ComfyNode):
         return io.NodeOutput(load_identity(_identity_to_load(identity_name)))
 
 
-NODES = [SimSwapExtractIdentity, SimSwapSaveIdentity, SimSwapLoadIdentity]
+BLEND_SLOTS = ("a", "b", "c", "d")
+
+
+def _single_identity(value: object, slot: str) -> Identity:
+    """The identity of input ``identity_<slot>``; a list (combine = each) is refused with a clear message."""
+    from simswap_core.errors import InputError
+    from simswap_core.identity import check_identity
+
+    if isinstance(value, (list, tuple)):
+        raise InputError(f"identity_{slot}: a list of {len(value)} identities (Extract Identity with combine = "
+                         f"each); blend single identities: extract with combine = mean, or save the list and load "
+                         f"the ones to blend")
+    return check_identity(value, f"identity_{slot}")
+
+
+class SimSwapBlendIdentities(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        inputs: list = []
+        for k, slot in enumerate(BLEND_SLOTS):
+            optional = k >= 2
+            inputs.append(t.Identity.Input(f"identity_{slot}", optional=optional,
+                                           tooltip=f"Identity {slot.upper()}" + (" (optional)." if optional else
+                                                                                 ".")))
+            inputs.append(io.Float.Input(f"weight_{slot}", default=1.0, min=0.0, max=10.0, step=0.05,
+                                         tooltip=f"How much of identity {slot.upper()} goes into the blend (relative "
+                                                 f"to the other weights; 0 = left out)."
+                                                 + (" Ignored while identity_" + slot + " is not connected."
+                                                    if optional else "")))
+        return io.Schema(
+            node_id="SimSwapBlendIdentities",
+            **search_aliases("SimSwapBlendIdentities"),
+            display_name="SimSwap Blend Identities",
+            category=f"{CATEGORY}/identity",
+            description=("Blends 2 to 4 identities into one: the weighted mean of their unit latents, re-normalised "
+                         "to unit length (the same way Extract Identity combines several photos). Identities "
+                         "extracted for different crop sizes (224 vs 512 generator) are refused. Save the result "
+                         "with Save Identity to reuse it."),
+            inputs=inputs,
+            outputs=[t.Identity.Output(display_name="identity", tooltip="The blended identity.")],
+        )
+
+    @classmethod
+    def execute(cls, identity_a: Identity, identity_b: Identity, weight_a: float = 1.0, weight_b: float = 1.0,
+                weight_c: float = 1.0, weight_d: float = 1.0, identity_c: Identity | None = None,
+                identity_d: Identity | None = None) -> io.NodeOutput:
+        from simswap_core.checks import check_number
+        from simswap_core.errors import InputError
+        from simswap_core.identity import blend_identities
+
+        given = {"a": identity_a, "b": identity_b, "c": identity_c, "d": identity_d}
+        weights = {"a": weight_a, "b": weight_b, "c": weight_c, "d": weight_d}
+        slots = [s for s in BLEND_SLOTS if given[s] is not None]
+        items = [_single_identity(given[s], s) for s in slots]
+        w = [check_number(weights[s], f"weight_{s}", low=0.0, high=10.0) for s in slots]
+        if sum(w) <= 0:
+            raise InputError("weight_a..weight_d: every weight of a connected identity is 0; give at least one "
+                             "identity a weight above 0")
+        blended = blend_identities(items, w, what="SimSwap Blend Identities")
+        total = sum(w)
+        text = "blend of " + ", ".join(f"{s.upper()} {wk / total:.0%}" for s, wk in zip(slots, w))
+        return io.NodeOutput(blended, ui={"text": [text]})
+
+
+class SimSwapFaceSimilarity(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SimSwapFaceSimilarity",
+            **search_aliases("SimSwapFaceSimilarity"),
+            display_name="SimSwap Face Similarity",
+            category=f"{CATEGORY}/identity",
+            description=("How close the faces of an image (a swap result) are to the source identity: ArcFace "
+                         "cosine similarity per face (1 = same direction, about 0 = unrelated), and with the "
+                         "original target also how much of the target's own face is left. Not an independent "
+                         "measure: it uses the same ArcFace the swap optimised."),
+            inputs=[
+                t.Identity.Input("identity", tooltip="The source identity the faces should match (a list from "
+                                                     "combine = each: each face is scored against the closest)."),
+                io.Image.Input("images", tooltip="The swapped result to score."),
+                t.ArcFace.Input("arcface",
+                                tooltip="SimSwap's ArcFace encoder. Caveat: this is the network the generator was "
+                                        "driven by, so the score is NOT an independent judge of the swap (it "
+                                        "tends to read high); use it to compare settings, not as a quality "
+                                        "metric."),
+                t.Detector.Input("detector", tooltip="Face detector that finds the faces to score."),
+                io.Image.Input("original_images", optional=True,
+                               tooltip="Optional: the target before the swap (same size). Faces are then found in "
+                                       "it and each swapped face is also compared with the original face at the "
+                                       "same place."),
+                io.Combo.Input("crop_size", options=CROP_SIZES, default="auto", optional=True,
+                               tooltip="How faces are aligned for ArcFace: 224 (pose templates) or 512 (FFHQ). "
+                                       "auto: what the identity was extracted with, else 224."),
+            ],
+            outputs=[
+                io.Float.Output(display_name="similarity",
+                                tooltip="Mean cosine similarity of the faces to the source identity (-1..1; NaN "
+                                        "when no face was found). Same-ArcFace readout, not an independent "
+                                        "score."),
+                io.String.Output(display_name="report",
+                                 tooltip="One line per face (image, face number left to right, similarity to the "
+                                         "source and to the original target face) and the means."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, crop_size: str | None = None) -> bool | str:
+        return t.combo_errors(cls, crop_size=crop_size)
+
+    @classmethod
+    def execute(cls, identity: Identity | Sequence[Identity], images: torch.Tensor, arcface: ManagedModel,
+                detector: FaceDetector, original_images: torch.Tensor | None = None,
+                crop_size: str = "auto") -> io.NodeOutput:
+        from simswap_core.similarity import face_similarity
+
+        frames = image_to_nchw(images, "images")
+        originals = image_to_nchw(original_images, "original_images") if original_images is not None else None
+        (encoder,) = load_managed(arcface)
+        result = face_similarity(encoder, detector, frames, identity, originals=originals,
+                                 crop_size=None if crop_size in (None, "auto") else int(crop_size),
+                                 device=compute_device())
+        soft_empty_cache()
+        report = result.report()
+        return io.NodeOutput(result.mean(), report, ui={"text": [report]})
+
+
+NODES = [SimSwapExtractIdentity, SimSwapSaveIdentity, SimSwapLoadIdentity, SimSwapBlendIdentities,
+         SimSwapFaceSimilarity]

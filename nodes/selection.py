@@ -62,10 +62,61 @@ def make_selection(how: str, indices: str = "0", order: str = "left-right",
 # ---------------------------------------------------------------------------------------------- mask options
 MASK_KINDS = list(_masks.MASK_KINDS)  # every registered CropMasker kind (simswap_core/masks/), in menu order
 OFFICIAL_REGIONS_TEXT = "skin,brows,eyes,glasses,nose,lips,mouth"
+# soft-edge widths offered by the mask_feather menu ("auto" = the kind's own: box 0, ellipse 0.06, parsing 0.03)
+FEATHER_CHOICES = ["auto", "0", "0.01", "0.02", "0.03", "0.04", "0.05", "0.06", "0.08", "0.1", "0.12", "0.15",
+                   "0.2", "0.3"]
+FEATHER_TOOLTIP = ("Width of the mask's soft edge as a fraction of the crop size; auto = the kind's own (box 0, "
+                   "ellipse 0.06, parsing 0.03).")
+
+
+def region_inputs() -> list:
+    """regions / grow / feather widgets of a crop mask (ids mask_regions, mask_grow, mask_feather)."""
+    from comfy_api.latest import io
+
+    return [
+        io.String.Input("mask_regions", display_name="regions", default=OFFICIAL_REGIONS_TEXT,
+                        tooltip="For mask = parsing: comma-separated regions among skin, brows, eyes, glasses, nose, "
+                                "lips, mouth, ears, earrings, neck, hair, hat (default = official set)."),
+        io.Float.Input("mask_grow", default=0.0, min=-0.5, max=0.5, step=0.005,
+                       tooltip="Grow (> 0) or shrink (< 0) the mask, as a fraction of the aligned crop size (so it "
+                               "scales with the face)."),
+        io.Combo.Input("mask_feather", options=FEATHER_CHOICES, default="auto", tooltip=FEATHER_TOOLTIP),
+    ]
+
+
+def parse_feather(value: object) -> float | None:
+    """mask_feather widget value -> MaskSpec.feather: "auto" (or -1, the value saved by older versions) -> None
+    (the kind's default), a number 0..1 (a menu entry, or any number from an API prompt) -> that number."""
+    from simswap_core.checks import check_number
+    from simswap_core.errors import InputError
+
+    if value == "auto" or (not isinstance(value, bool) and isinstance(value, (int, float, str)) and
+                           str(value).strip() in ("-1", "-1.0")):
+        return None
+    number: object = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(f"mask_feather: expected 'auto' or a number 0..1 (fraction of the crop size), got "
+                             f"{value[:40]!r}") from None
+    return check_number(number, "mask_feather ('auto' or a fraction of the crop size)", low=0.0, high=1.0)
+
+
+def validate_feather(value: object) -> bool | str:
+    """validate_inputs helper for mask_feather (None = a linked input)."""
+    if value is None:
+        return True
+    try:
+        parse_feather(value)
+    except Exception as e:  # InputError
+        return str(e)
+    return True
 
 
 def mask_inputs(default_kind: str = "box") -> list:
-    """The widgets that describe a crop-space face mask (shared by SimSwap Swap and Face Mask)."""
+    """The widgets that describe a crop-space face mask (SimSwap Face Mask; the swap node has ``mask`` and its
+    options node ``region_inputs``)."""
     from comfy_api.latest import io
 
     return [
@@ -73,19 +124,11 @@ def mask_inputs(default_kind: str = "box") -> list:
                        tooltip="Region of each aligned face that is replaced: box = the whole aligned crop (official "
                                "default), ellipse = a face ellipse from the 5 landmarks, parsing = BiSeNet regions of "
                                "the target face (needs a face parser; official --use_mask)."),
-        io.String.Input("mask_regions", default=OFFICIAL_REGIONS_TEXT,
-                        tooltip="For mask = parsing: comma-separated regions among skin, brows, eyes, glasses, nose, "
-                                "lips, mouth, ears, earrings, neck, hair, hat (default = official set)."),
-        io.Float.Input("mask_grow", default=0.0, min=-0.5, max=0.5, step=0.005,
-                       tooltip="Grow (> 0) or shrink (< 0) the mask, as a fraction of the aligned crop size (so it "
-                               "scales with the face)."),
-        io.Float.Input("mask_feather", default=-1.0, min=-1.0, max=1.0, step=0.005,
-                       tooltip="Width of the soft edge as a fraction of the crop size; -1 = the kind's default "
-                               "(box 0, ellipse 0.06, parsing 0.03)."),
+        *region_inputs(),
     ]
 
 
-def make_mask_spec(mask: str, mask_regions: str, mask_grow: float, mask_feather: float) -> MaskSpec:
+def make_mask_spec(mask: str, mask_regions: str, mask_grow: float, mask_feather: float | str) -> MaskSpec:
     from simswap_core.checks import check_number
     from simswap_core.errors import InputError
     from simswap_core.masks import MaskSpec
@@ -95,7 +138,6 @@ def make_mask_spec(mask: str, mask_regions: str, mask_grow: float, mask_feather:
     regions = tuple(r.strip() for r in str(mask_regions).split(",") if r.strip())
     if not regions:
         raise InputError(f"mask_regions: expected comma-separated region names, got {mask_regions!r}")
-    mask_feather = check_number(mask_feather, "mask_feather (-1 = the kind's default)", low=-1.0, high=1.0)
-    feather = None if mask_feather < 0 else mask_feather
+    feather = parse_feather(mask_feather)
     grow = check_number(mask_grow, "mask_grow (fraction of the crop size)", low=-0.5, high=0.5)
     return MaskSpec(kind=mask, regions=regions, grow=grow, feather=feather)

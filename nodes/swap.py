@@ -1,7 +1,9 @@
-"""SimSwap Swap: the whole pipeline on an IMAGE batch (detect, select, align, generate, mask, paste)."""
+"""SimSwap Face Swap: the whole pipeline on an IMAGE batch (detect, select, align, generate, restore, mask, paste),
+and SimSwap Swap Options (the rarely changed settings, as one optional input of the swap node)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from comfy_api.latest import io
 
@@ -18,9 +20,21 @@ from ._common import (
     n1hw_to_mask,
     nchw_to_image,
     progress_callback,
+    report_status,
     soft_empty_cache,
 )
-from .selection import ORDERS, SELECT_MODES, make_mask_spec, make_selection, mask_inputs, validate_face_index
+from .search_aliases import search_aliases
+from .selection import (
+    MASK_KINDS,
+    OFFICIAL_REGIONS_TEXT,
+    ORDERS,
+    SELECT_MODES,
+    make_mask_spec,
+    make_selection,
+    region_inputs,
+    validate_face_index,
+    validate_feather,
+)
 
 if TYPE_CHECKING:  # simswap_core is imported where it is used
     import torch
@@ -30,73 +44,182 @@ if TYPE_CHECKING:  # simswap_core is imported where it is used
     from simswap_core.identity import Identity
     from simswap_core.swap import FaceSwapper
 
+SwapOptionsType = io.Custom("SIMSWAP_SWAP_OPTIONS")   # SwapSettings
+GenderModelType = io.Custom("SIMSWAP_GENDER_MODEL")   # simswap_core.detection.genderage.GenderAgeEstimator
+GENDERS = ["any", "female", "male"]
+DISPLAY_NAME = "SimSwap Face Swap"
 
-def make_swapper(generator: ManagedModel, arcface: ManagedModel, detector: FaceDetector,
+
+@dataclass(frozen=True)
+class SwapSettings:
+    """SIMSWAP_SWAP_OPTIONS: the swap node's less common settings (defaults = the swap node without options)."""
+
+    mask_regions: str = OFFICIAL_REGIONS_TEXT
+    mask_grow: float = 0.0
+    mask_feather: str | float = "auto"
+    paste_mode: str = "default"
+    color_match: bool = False
+    batch_size: int = 8
+    reference_threshold: float = 0.03
+    temporal_smoothing: float = 0.0
+
+
+def make_swapper(generator: ManagedModel, arcface: ManagedModel | None, detector: FaceDetector,
                  parser: ManagedModel | None = None) -> FaceSwapper:
-    """A FaceSwapper over models managed by ComfyUI (loaded onto the compute device now)."""
+    """A FaceSwapper over models managed by ComfyUI (loaded onto the compute device now); arcface may be None."""
     from simswap_core.swap import FaceSwapper
 
     g, a, p = load_managed(generator, arcface, parser)
     return FaceSwapper(g, a, detector, parser=p, device=compute_device(), crop_size=generator.info.get("crop_size"))
 
 
-class SimSwapSwap(io.ComfyNode):
+def node_no_face_message(err: Exception) -> str:
+    """The swap's FramesWithoutFaceError worded for the node (widgets, not API arguments)."""
+    from simswap_core.swap import describe_skipped
+
+    frames, reasons = getattr(err, "frames", None), getattr(err, "reasons", None)
+    if not frames or not reasons:
+        return f"{err}. Set 'if_no_face' to keep to return such frames unchanged."
+    total = getattr(err, "total", len(frames))
+    return (f"nothing to swap in {describe_skipped(frames, reasons)} (of {total} frame{'s' if total != 1 else ''}; "
+            f"detector {getattr(err, 'detector', '?')}). Set 'if_no_face' to keep to return such frames unchanged, "
+            f"or change 'faces' / 'face_index'.")
+
+
+class SimSwapSwapOptions(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SimSwapSwap",
-            display_name="SimSwap Swap",
+            node_id="SimSwapSwapOptions",
+            **search_aliases("SimSwapSwapOptions"),
+            display_name="SimSwap Swap Options",
             category=CATEGORY,
-            description=("Swaps the identity into the selected faces of every frame of an IMAGE batch (a photo or "
-                         "video frames: count and order are kept). Faces and frames are batched on the GPU; the "
-                         "progress bar advances frame by frame and Cancel stops between generator calls. Pixels "
-                         "outside the returned mask are left exactly as they were."),
+            description=("The less common settings of 'SimSwap Face Swap' (mask regions, grow and feather, paste "
+                         "mode, colour match, batch size, reference threshold, video smoothing). Connect to the "
+                         "swap node's 'options' input; without it the swap uses these defaults."),
             inputs=[
-                io.Image.Input("images", tooltip="Target photo(s) or video frames whose faces are replaced."),
-                t.Identity.Input("identity", tooltip="The identity to swap in (Extract or Load Identity)."),
-                t.Generator.Input("generator", tooltip="SimSwap generator (224 or 512)."),
-                t.ArcFace.Input("arcface", tooltip="ArcFace encoder, used for faces = reference."),
-                t.Detector.Input("detector", tooltip="Face detector for the target frames."),
-                io.Combo.Input("faces", options=SELECT_MODES, default="all",
-                               tooltip="Which faces of each frame are swapped: all; the largest; the best detection "
-                                       "score; the numbers in face_index; or the face matching the 'reference' "
-                                       "identity."),
-                io.String.Input("face_index", default="0",
-                                tooltip="For faces = index: face numbers separated by commas, as shown by 'SimSwap "
-                                        "Detect Faces' with the same order (e.g. '0' or '0,2')."),
-                io.Combo.Input("order", options=ORDERS, default="left-right",
-                               tooltip="How faces are numbered for face_index."),
-                *mask_inputs("box"),
+                *region_inputs(),
                 io.Combo.Input("paste_mode", options=["default", "official"], default="default",
                                tooltip="default: detail-preserving paste with a seam ramp proportional to the face "
                                        "size. official: SimSwap's reverse2wholeimage (fixed 40 px erosion, 41 px "
                                        "blur)."),
                 io.Boolean.Input("color_match", default=False,
                                  tooltip="Match the swapped face's colours to the target face."),
-                io.Combo.Input("if_no_face", options=["keep", "error"], default="keep",
-                               tooltip="A frame without a selected face: keep it unchanged (mask 0), or stop with an "
-                                       "error naming the frames."),
                 io.Int.Input("batch_size", default=8, min=1, max=256,
                              tooltip="Frames per batch, and faces per generator call on a GPU (lower it if the GPU "
                                      "runs out of memory). On the CPU faces go through the generator one by one, "
                                      "which is fastest there."),
-                t.Identity.Input("reference", optional=True,
-                                 tooltip="For faces = reference: the person to replace (Extract Identity of a photo "
-                                         "of them). In each frame the closest face below reference_threshold is "
-                                         "swapped."),
-                io.Float.Input("reference_threshold", default=0.03, min=0.001, max=1.0, step=0.001, optional=True,
+                io.Float.Input("reference_threshold", default=0.03, min=0.001, max=1.0, step=0.001,
                                tooltip="Maximum MSE between raw ArcFace embeddings for faces = reference (official "
                                        "--id_thres 0.03)."),
-                t.Parser.Input("parser", optional=True,
-                               tooltip="BiSeNet face parser, required for mask = parsing."),
-                io.Float.Input("temporal_smoothing", default=0.0, min=0.0, max=1.0, step=0.05, optional=True,
+                io.Float.Input("temporal_smoothing", default=0.0, min=0.0, max=1.0, step=0.05,
                                tooltip="For video frames: steadies each tracked face's landmarks over the batch so "
                                        "the swapped face does not jitter (0 = off, 0.5 = a good start, 1 = "
                                        "strongest). Leave at 0 for a batch of unrelated photos."),
+            ],
+            outputs=[SwapOptionsType.Output(display_name="options",
+                                            tooltip="Connect to the 'options' input of SimSwap Face Swap.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, mask_feather: Any = None, paste_mode: str | None = None) -> bool | str:
+        return t.first_error(validate_feather(mask_feather), t.combo_errors(cls, paste_mode=paste_mode))
+
+    @classmethod
+    def execute(cls, mask_regions: str, mask_grow: float, mask_feather: str | float, paste_mode: str,
+                color_match: bool, batch_size: int, reference_threshold: float,
+                temporal_smoothing: float) -> io.NodeOutput:
+        from simswap_core.checks import check_integer, check_number
+        from simswap_core.errors import InputError
+
+        make_mask_spec("box", mask_regions, mask_grow, mask_feather)  # the mask widgets, checked now
+        if paste_mode not in ("default", "official"):
+            raise InputError(f"paste_mode: expected 'default' or 'official', got {paste_mode!r}")
+        settings = SwapSettings(
+            mask_regions=str(mask_regions), mask_grow=float(mask_grow), mask_feather=mask_feather,
+            paste_mode=paste_mode, color_match=bool(color_match),
+            batch_size=check_integer(batch_size, "batch_size", low=1, high=4096),
+            reference_threshold=check_number(reference_threshold, "reference_threshold", low=0.0, low_open=True,
+                                             high=1.0),
+            temporal_smoothing=check_number(temporal_smoothing, "temporal_smoothing", low=0.0, high=1.0))
+        return io.NodeOutput(settings)
+
+
+class SimSwapSwap(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SimSwapSwap",  # the id saved workflows refer to: never changes
+            **search_aliases("SimSwapSwap"),
+            display_name=DISPLAY_NAME,
+            category=CATEGORY,
+            description=("Swaps the identity into the selected faces of every frame of an IMAGE batch (a photo or "
+                         "video frames: count and order are kept). The node shows how many faces were swapped and "
+                         "names every frame where nothing was (and why). The progress bar advances face by face and "
+                         "Cancel stops after the current generator call. Pixels outside the returned mask are left "
+                         "exactly as they were. Licences: the SimSwap weights are CC BY-NC 4.0 and insightface "
+                         "models non-commercial."),
+            inputs=[
+                io.Image.Input("images", tooltip="Target photo(s) or video frames whose faces are replaced."),
+                t.Identity.Input("identity",
+                                 tooltip="The identity to swap in (Extract or Load Identity). Several identities "
+                                         "(Extract Identity with combine = each) go to several faces: with faces = "
+                                         "index the k-th identity goes to the k-th number in face_index; with all, "
+                                         "to the faces in 'order' (repeated when there are fewer identities)."),
+                t.Generator.Input("generator", tooltip="SimSwap generator (224 or 512)."),
+                t.Detector.Input("detector", tooltip="Face detector for the target frames."),
+                io.Combo.Input("faces", options=SELECT_MODES, default="all",
+                               tooltip="Which faces of each frame are swapped: all; the largest; the best detection "
+                                       "score; the numbers in face_index; or the face matching the 'reference' "
+                                       "identity (needs the arcface and reference inputs)."),
+                io.String.Input("face_index", default="0",
+                                tooltip="For faces = index: face numbers separated by commas, as shown by 'SimSwap "
+                                        "Detect Faces' with the same order (e.g. '0' or '0,2')."),
+                io.Combo.Input("order", options=ORDERS, default="left-right",
+                               tooltip="How faces are numbered for face_index."),
+                io.Combo.Input("mask", options=MASK_KINDS, default="box",
+                               tooltip="Region of each aligned face that is replaced: box = the whole aligned crop "
+                                       "(official default), ellipse = a face ellipse from the 5 landmarks, parsing = "
+                                       "BiSeNet regions of the target face (needs the parser input; regions in "
+                                       "SimSwap Swap Options)."),
+                io.Combo.Input("if_no_face", options=["keep", "error"], default="keep",
+                               tooltip="A frame where nothing is swapped (no face, or none selected): keep it "
+                                       "unchanged (mask 0; the node and a notification say which frames and why), "
+                                       "or stop with an error naming the frames."),
+                io.Float.Input("identity_strength", default=1.0, min=0.0, max=2.0, step=0.05, optional=True,
+                               tooltip="How much of the source identity: 1 = the source (normal swap), 0 = the "
+                                       "target's own face, 0.5 = halfway, up to 2 = exaggerated. Needs the arcface "
+                                       "input when not 1."),
+                io.Float.Input("restore_visibility", default=1.0, min=0.0, max=1.0, step=0.05, optional=True,
+                               tooltip="With restore_model: how much of the restored face is used (0 = none, 1 = "
+                                       "fully restored)."),
+                io.Combo.Input("gender", options=GENDERS, default="any", optional=True,
+                               tooltip="Swap only female or male faces (needs gender_model); the face numbers of "
+                                       "face_index then count only faces of that gender."),
+                t.ArcFace.Input("arcface", optional=True,
+                                tooltip="ArcFace encoder (SimSwap Load ArcFace): needed only for faces = reference "
+                                        "and identity_strength other than 1."),
+                t.Identity.Input("reference", optional=True,
+                                 tooltip="For faces = reference: the person to replace (Extract Identity of a photo "
+                                         "of them). In each frame the closest face below reference_threshold (Swap "
+                                         "Options) is swapped."),
+                t.Parser.Input("parser", optional=True,
+                               tooltip="BiSeNet face parser, required for mask = parsing."),
                 t.Faces.Input("detected_faces", optional=True,
                               tooltip="Optional: the faces 'SimSwap Detect Faces' found in these same images; when "
                                       "connected they are used as they are (no second detection), and 'faces' / "
                                       "face_index select among them."),
+                SwapOptionsType.Input("options", optional=True,
+                                      tooltip="SimSwap Swap Options: mask regions/grow/feather, paste mode, colour "
+                                              "match, batch size, reference threshold, video smoothing."),
+                io.UpscaleModel.Input("restore_model", optional=True,
+                                      tooltip="A face restoration model (GFPGAN, CodeFormer, GPEN... from 'SimSwap "
+                                              "Load Face Restorer' or ComfyUI's Load Upscale Model) applied to the "
+                                              "swapped faces only, before they are pasted back. Check each model's "
+                                              "licence."),
+                GenderModelType.Input("gender_model", optional=True,
+                                      tooltip="Gender model (SimSwap Load Gender Model; insightface genderage.onnx, "
+                                              "non-commercial) used by the gender filter."),
             ],
             outputs=[
                 io.Image.Output(display_name="images",
@@ -107,63 +230,105 @@ class SimSwapSwap(io.ComfyNode):
                                        "as the frames."),
                 t.FaceCrops.Output(display_name="face_crops",
                                    tooltip="The swapped faces as aligned crops plus their alignment: split them to "
-                                           "restore/upscale the faces (e.g. GFPGAN/CodeFormer nodes) and paste them "
-                                           "back with 'SimSwap Paste Faces'."),
+                                           "process the faces further and paste them back with 'SimSwap Paste "
+                                           "Faces'."),
             ],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def validate_inputs(cls, faces: str | None, face_index: str | None, order: str | None, mask: str | None,
-                        paste_mode: str | None, if_no_face: str | None) -> bool | str:
+    def validate_inputs(cls, faces: str | None = None, face_index: str | None = None, order: str | None = None,
+                        mask: str | None = None, if_no_face: str | None = None,
+                        gender: str | None = None) -> bool | str:
         return t.first_error(validate_face_index(face_index),
-                             t.combo_errors(cls, faces=faces, order=order, mask=mask, paste_mode=paste_mode,
-                                            if_no_face=if_no_face))
+                             t.combo_errors(cls, faces=faces, order=order, mask=mask, if_no_face=if_no_face,
+                                            gender=gender))
 
     @classmethod
-    def execute(cls, images: torch.Tensor, identity: Identity, generator: ManagedModel, arcface: ManagedModel,
-                detector: FaceDetector, faces: str, face_index: str, order: str, mask: str, mask_regions: str,
-                mask_grow: float, mask_feather: float, paste_mode: str, color_match: bool, if_no_face: str,
-                batch_size: int, reference: Identity | None = None, reference_threshold: float = 0.03,
-                parser: ManagedModel | None = None, temporal_smoothing: float = 0.0,
-                detected_faces: DetectedFaces | None = None) -> io.NodeOutput:
+    def execute(cls, images: torch.Tensor, identity: Identity | list[Identity], generator: ManagedModel,
+                detector: FaceDetector, faces: str, face_index: str, order: str, mask: str, if_no_face: str,
+                identity_strength: float = 1.0, restore_visibility: float = 1.0, gender: str = "any",
+                arcface: ManagedModel | None = None, reference: Identity | None = None,
+                parser: ManagedModel | None = None, detected_faces: DetectedFaces | None = None,
+                options: SwapSettings | None = None, restore_model: Any = None,
+                gender_model: Any = None) -> io.NodeOutput:
         from simswap_core.checks import check_integer, check_number
         from simswap_core.errors import InputError
         from simswap_core.identity import check_identity
+        from simswap_core.swap import FramesWithoutFaceError
 
+        node_id = cls.hidden.unique_id if cls.hidden is not None else None
+        opts = options if options is not None else SwapSettings()
+        if not isinstance(opts, SwapSettings):
+            raise InputError(f"options: expected the output of 'SimSwap Swap Options', got {type(opts).__name__}")
         frames = image_to_nchw(images, "images")
-        selection = make_selection(faces, face_index, order, reference_threshold)
-        batch_size = check_integer(batch_size, "batch_size", low=1, high=4096)
-        strength = check_number(temporal_smoothing, "temporal_smoothing", low=0.0, high=1.0)
+        selection = make_selection(faces, face_index, order, opts.reference_threshold)
+        batch_size = check_integer(opts.batch_size, "batch_size", low=1, high=4096)
+        smoothing_strength = check_number(opts.temporal_smoothing, "temporal_smoothing", low=0.0, high=1.0)
+        strength = check_number(identity_strength, "identity_strength", low=0.0, high=2.0)
+        visibility = check_number(restore_visibility, "restore_visibility", low=0.0, high=1.0)
         if faces == "reference" and reference is None:
             raise InputError("reference: faces = reference needs the 'reference' input (an identity of the "
                              "person to replace, from SimSwap Extract Identity)")
-        spec = make_mask_spec(mask, mask_regions, mask_grow, mask_feather)
+        if faces == "reference" and arcface is None:
+            raise InputError("arcface: faces = reference needs the 'arcface' input (SimSwap Load ArcFace) to "
+                             "compare each face with the reference")
+        if strength != 1.0 and arcface is None:
+            raise InputError(f"arcface: identity_strength {strength:g} needs the 'arcface' input (SimSwap Load "
+                             "ArcFace) to read the target face's own identity; set identity_strength to 1 without it")
+        if gender not in GENDERS:
+            raise InputError(f"gender: expected one of {GENDERS}, got {gender!r}")
+        if gender != "any" and gender_model is None:
+            raise InputError(f"gender_model: gender = {gender} needs the 'gender_model' input (SimSwap Load Gender "
+                             "Model); set gender to any without it")
+        spec = make_mask_spec(mask, opts.mask_regions, opts.mask_grow, opts.mask_feather)
         if spec.needs_parser and parser is None:
             raise InputError(f"parser: mask = {spec.kind} needs a face parser (SimSwap Load Face Parser)")
         if detected_faces is not None:
             detected_faces.check_matches(frames, "detected_faces")
-        check_identity(identity, "identity")
+        identities = identity if isinstance(identity, (list, tuple)) else [identity]
+        if not identities:
+            raise InputError("identity: an empty list of identities (Extract Identity found no source face)")
+        for k, ident in enumerate(identities):
+            check_identity(ident, "identity" if len(identities) == 1 else f"identity #{k}")
         if reference is not None:
             check_identity(reference, "reference")
+        restorer = None
+        if restore_model is not None and visibility > 0:
+            from .restore import make_restorer  # engineer D's adapter: UPSCALE_MODEL -> FaceRestorer
+
+            restorer = make_restorer(restore_model)
         check_interrupt()
         swapper = make_swapper(generator, arcface, detector, parser)
         n = frames.shape[0]
         smoothing = None
-        if strength > 0:
+        if smoothing_strength > 0:
             from simswap_core.tracking import LandmarkSmoother
 
-            smoothing = LandmarkSmoother(strength)
+            smoothing = LandmarkSmoother(smoothing_strength)
         # frames stay where ComfyUI keeps IMAGE batches: swap() moves one batch at a time to the compute device,
         # so a long video never has to fit in GPU memory at once
-        result = swapper.swap(frames, identity, faces=detected_faces, select=selection, mask=spec,
-                              paste_mode=paste_mode, color_match=bool(color_match), reference=reference,
-                              if_no_face=if_no_face, batch_size=batch_size, smoothing=smoothing,
-                              progress=progress_callback(n))
+        try:
+            result = swapper.swap(frames, list(identities) if len(identities) > 1 else identities[0],
+                                  faces=detected_faces, select=selection, mask=spec, paste_mode=opts.paste_mode,
+                                  color_match=bool(opts.color_match), reference=reference, if_no_face=if_no_face,
+                                  batch_size=batch_size, smoothing=smoothing, on_step=progress_callback(n),
+                                  identity_strength=strength, gender=gender, gender_model=gender_model,
+                                  restorer=restorer, restore_visibility=visibility)
+        except FramesWithoutFaceError as e:
+            message = node_no_face_message(e)
+            report_status(node_id, f"{DISPLAY_NAME}: {message}", "error")
+            raise FramesWithoutFaceError(message, e.frames, e.reasons, e.total, e.detector) from None
         soft_empty_cache()
+        text = result.summary()
+        if len(identities) > 1 and faces not in ("index", "all"):
+            text += f" (only the first of {len(identities)} identities is used with faces = {faces})"
+        if result.frames_without_face:
+            report_status(node_id, f"{DISPLAY_NAME}: {text}", "warning")
         keep = intermediate_device()  # the crops of a whole video must not stay on the GPU
         crops = FaceCrops(crops=result.swapped.to(keep), aligned=result.aligned.to(keep), mask_spec=spec,
                           parser=parser)
-        return io.NodeOutput(nchw_to_image(result.images), n1hw_to_mask(result.mask), crops)
+        return io.NodeOutput(nchw_to_image(result.images), n1hw_to_mask(result.mask), crops, ui={"text": [text]})
 
 
-NODES = [SimSwapSwap]
+NODES = [SimSwapSwap, SimSwapSwapOptions]

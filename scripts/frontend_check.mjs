@@ -7,7 +7,10 @@
 //    "width": 1600, "height": 1000,
 //    "workflows": [{"name": "basic_swap", "path": "/abs/ui.json"}, ...],
 //    "screenshots": [{"workflow": "/abs/ui.json", "out": "/abs/shot.png", "run": false}],
-//    "templates_shot": {"pack": "ComfyUI-SimSwap", "out": "/abs/templates.png"} | null}
+//    "templates_shot": {"pack": "ComfyUI-SimSwap", "out": "/abs/templates.png"} | null,
+//    "search": {"queries": ["face swap", ...]} | null,          (type each query into the real search box)
+//    "missing_models": {"url": "http://127.0.0.1:PORT2", "workflow": "/abs/ui.json"} | null,
+//    "templates_menu": {"pack": "ComfyUI-SimSwap"} | null}     (cards, titles and thumbnails of the pack)
 // For every workflow: app.loadGraphData, then checks in the page (registered node types, widgets against the
 // node definitions, links against the node definitions), any dialog the frontend opened, console errors, and
 // app.graphToPrompt().output. Everything goes to results.json; the Python side decides what is a failure.
@@ -49,6 +52,19 @@ let log = [];
 try {
   page = await openPage();
   results.startup_log = log;
+  results.extensions = await page.evaluate(() => ({
+    search_aliases: window.__simswapSearchAliases ?? null,
+    registered: (window.app.extensions || []).map((e) => e.name).filter((n) => n.startsWith("SimSwap")),
+  }));
+
+  if (job.search) {
+    results.search = [];
+    for (const query of job.search.queries) {
+      const r = { query };
+      try { r.options = await searchBox(query); } catch (e) { r.error = String(e && e.stack || e); }
+      results.search.push(r);
+    }
+  }
 
   for (const wf of job.workflows) {
     log = [];
@@ -79,14 +95,15 @@ try {
                           [data, shot.name || null]);
       await sleep(500);
       await closeDialogs();
-      let rect = await fitView();
+      const square = shot.out.endsWith(".jpg");  // a template thumbnail: the menu shows it in a square card
+      let rect = await fitView(square);
       if (shot.run) {
         s.queued = await page.evaluate(async () => { await window.app.queuePrompt(0, 1); return true; });
         await page.waitForFunction(() => {
           const outs = window.app.graph.nodes.filter((n) => ["PreviewImage", "SaveImage"].includes(n.type));
           return outs.every((n) => n.imgs && n.imgs.length && n.imgs.every((i) => i.complete));
         }, null, { timeout: (shot.run_timeout_s || 300) * 1000 });
-        rect = await fitView();
+        rect = await fitView(square);
       }
       // LoadImage previews: wait for the images (or give up quietly after 10 s)
       await page.waitForFunction(() => window.app.graph.nodes.filter((n) => n.type === "LoadImage")
@@ -126,6 +143,30 @@ try {
     }
     results.templates = t;
   }
+  if (job.templates_menu) {
+    const t = {};
+    try { Object.assign(t, await templatesMenu(job.templates_menu.pack)); } catch (e) { t.error = String(e && e.stack || e); }
+    results.templates_menu = t;
+  }
+
+  if (job.missing_models) {
+    const m = { url: job.missing_models.url };
+    try {
+      await page.context().close();
+      page = await openPage(false, job.missing_models.url);
+      await closeDialogs();
+      const data = JSON.parse(fs.readFileSync(job.missing_models.workflow, "utf8"));
+      await page.evaluate(async (d) => { await window.app.loadGraphData(d, true, true, "missing_models_check"); }, data);
+      await page.waitForSelector(".comfy-missing-models", { timeout: 15000 }).catch(() => {});
+      await sleep(500);
+      m.dialogs = await dialogTexts();
+      m.items = await page.evaluate(() => [...document.querySelectorAll(".comfy-missing-models li")]
+        .map((li) => ({ text: li.innerText.trim(), title: [...li.querySelectorAll("[title]")].map((e) => e.getAttribute("title")) })));
+    } catch (e) {
+      m.error = String(e && e.stack || e);
+    }
+    results.missing_models = m;
+  }
 } catch (e) {
   results.fatal = String(e && e.stack || e);
   results.fatal_log = log.slice(-50);
@@ -134,7 +175,7 @@ try {
   await browser.close();
 }
 
-async function openPage(forShots = false) {
+async function openPage(forShots = false, url = job.url) {
   const context = await browser.newContext({ viewport: { width: W, height: H }, deviceScaleFactor: forShots ? (job.scale || 1) : 1 });
   await context.route("**/*", (route) => {
     const u = new URL(route.request().url());
@@ -146,7 +187,7 @@ async function openPage(forShots = false) {
   const p = await context.newPage();
   p.on("console", (m) => log.push({ type: m.type(), text: m.text() }));
   p.on("pageerror", (e) => log.push({ type: "pageerror", text: String(e && e.stack || e) }));
-  await p.goto(job.url, { waitUntil: "load", timeout: 120000 });
+  await p.goto(url, { waitUntil: "load", timeout: 120000 });
   await p.waitForFunction(() => window.app && window.app.graph && window.app.canvas && window.LiteGraph &&
                                 window.app.extensionManager, null, { timeout: 120000 });
   await sleep(1500); // let the start-up workflow and extensions settle
@@ -171,10 +212,56 @@ async function closeDialogs() {
   }
 }
 
-async function fitView() {
+async function searchBox(query) {
+  // the real node search: an empty graph, a double click on the canvas, the query typed into the box
+  await page.evaluate(() => { window.app.graph.clear(); window.app.graph.setDirtyCanvas(true, true); });
+  await closeDialogs();
+  const box = await page.evaluate(() => {
+    const r = window.app.canvas.canvas.getBoundingClientRect();
+    return { x: r.left + r.width * 0.55, y: r.top + r.height * 0.55 };
+  });
+  await page.mouse.dblclick(box.x, box.y);
+  const input = page.locator(".comfy-vue-node-search-box input").first();
+  await input.waitFor({ timeout: 10000 });
+  await input.fill("");
+  await input.pressSequentially(query, { delay: 20 });
+  await sleep(700);  // the box debounces (100 ms) and re-renders its options
+  const options = await page.evaluate(() => [...document.querySelectorAll(
+    ".comfy-vue-node-search-container .option-display-name")].map((e) => e.innerText.replace(/\s+/g, " ").trim()));
+  await page.keyboard.press("Escape");
+  await sleep(300);
+  return options;
+}
+
+async function templatesMenu(pack) {
+  // the Templates dialog, the pack's entry in its navigation; the cards in the order shown, with their
+  // titles, descriptions and thumbnails (loaded or not)
+  const fetched = [];  // the thumbnail requests the menu makes, with their HTTP status
+  const onResponse = (r) => { if (/\/api\/workflow_templates\/.*\.jpg/.test(r.url())) fetched.push({ url: r.url(), status: r.status() }); };
+  page.on("response", onResponse);
+  await page.evaluate(() => window.app.extensionManager.command.execute("Comfy.BrowseTemplates"));
+  await sleep(1500);
+  const item = page.getByText(pack, { exact: true }).first();
+  await item.waitFor({ timeout: 15000 });
+  await item.click();
+  await sleep(1500);
+  await page.waitForFunction(() => [...document.querySelectorAll("[data-testid^='template-workflow-'] img")]
+    .every((i) => i.complete), null, { timeout: 15000 }).catch(() => {});
+  await sleep(300);
+  const cards = await page.evaluate(() => [...document.querySelectorAll("[data-testid^='template-workflow-']")].map((c) => ({
+    name: c.getAttribute("data-testid").replace("template-workflow-", ""),
+    text: c.innerText.trim(),
+    images: [...c.querySelectorAll("img")].map((i) => ({ src: i.getAttribute("src"), complete: i.complete, width: i.naturalWidth })),
+  })));
+  page.off("response", onResponse);
+  await closeDialogs();
+  return { cards, fetched };
+}
+
+async function fitView(square = false) {
   // fit every node (title bar included) into the free part of the window: right of the side bar, below the
   // workflow name / Run button, above the bottom-right canvas controls; returns the graph's rectangle on screen
-  const rect = await page.evaluate(([W, H]) => {
+  const rect = await page.evaluate(([W, H, square]) => {
     const app = window.app, ds = app.canvas.ds, LG = window.LiteGraph;
     const th = LG.NODE_TITLE_HEIGHT || 30;
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
@@ -188,17 +275,23 @@ async function fitView() {
     }
     if (!isFinite(x0)) return null;
     const box = { left: 80, top: 70, right: W - 24, bottom: H - 64 };
+    if (square) {  // a centred square: the graph is fitted into it and the whole square is the picture
+      const side = Math.min(box.right - box.left, box.bottom - box.top);
+      box.left += Math.round((box.right - box.left - side) / 2); box.right = box.left + side;
+      box.top += Math.round((box.bottom - box.top - side) / 2); box.bottom = box.top + side;
+    }
     const bw = box.right - box.left, bh = box.bottom - box.top;
     const scale = Math.min(1.25, bw / (x1 - x0), bh / (y1 - y0));
     ds.scale = scale;
     ds.offset[0] = (box.left + (bw - (x1 - x0) * scale) / 2) / scale - x0;
     ds.offset[1] = (box.top + (bh - (y1 - y0) * scale) / 2) / scale - y0;
     app.graph.setDirtyCanvas(true, true);
+    if (square) return { x: box.left, y: box.top, width: box.right - box.left, height: box.bottom - box.top };
     const pad = 12, sx = (x0 + ds.offset[0]) * scale, sy = (y0 + ds.offset[1]) * scale;
     const rx = Math.max(0, sx - pad), ry = Math.max(0, sy - pad);
     return { x: rx, y: ry, width: Math.min(W - rx, (x1 - x0) * scale + 2 * pad),
              height: Math.min(H - ry, (y1 - y0) * scale + 2 * pad) };
-  }, [W, H]);
+  }, [W, H, square]);
   await sleep(400);
   return rect;
 }
@@ -215,16 +308,34 @@ async function checkInPage([data, name]) {
   await app.loadGraphData(data, true, true, name);
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
   const nodes = app.graph.nodes;
-  {  // what a user sees first: the view the file restores (extra.ds) in this window
-    const ds = app.canvas.ds, cw = app.canvas.canvas.clientWidth, ch = app.canvas.canvas.clientHeight;
+  {  // what a user sees first: the view the file restores (extra.ds) in this window, and the node rectangles
+    const ds = app.canvas.ds, cr = app.canvas.canvas.getBoundingClientRect();
     const th = LG.NODE_TITLE_HEIGHT || 30;
-    const off = [];
-    for (const n of nodes) {
-      const x0 = (n.pos[0] + ds.offset[0]) * ds.scale, y0 = (n.pos[1] - th + ds.offset[1]) * ds.scale;
-      const x1 = (n.pos[0] + n.size[0] + ds.offset[0]) * ds.scale, y1 = (n.pos[1] + n.size[1] + ds.offset[1]) * ds.scale;
-      if (x0 < 0 || y0 < 0 || x1 > cw || y1 > ch) off.push(`${n.id}:${n.type}`);
+    const visible = (el) => el && el.getClientRects().length && getComputedStyle(el).visibility !== "hidden";
+    const rectOf = (sel) => [...document.querySelectorAll(sel)].filter(visible).map((e) => e.getBoundingClientRect());
+    // the frontend's chrome over the canvas: side bar on the left, tab bar / menu / run button along the top
+    const side = rectOf(".side-tool-bar-container");
+    const top = [...rectOf(".workflow-tabs-container"), ...rectOf(".comfyui-menu"), ...rectOf(".actionbar"),
+                 ...rectOf(".comfyui-body-top")].filter((r) => r.top < 150 && r.height > 0 && r.height < 150);
+    const free = { left: Math.max(cr.left, ...side.map((r) => r.right)), top: Math.max(cr.top, ...top.map((r) => r.bottom)),
+                   right: cr.right, bottom: cr.bottom };
+    const rects = nodes.map((n) => {
+      const x0 = n.pos[0], y0 = n.pos[1] - (n.flags?.collapsed ? 0 : th), x1 = n.pos[0] + n.size[0], y1 = n.pos[1] + n.size[1];
+      return { id: n.id, type: n.type, title: n.title, graph: [x0, y0, x1, y1],
+               screen: [cr.left + (x0 + ds.offset[0]) * ds.scale, cr.top + (y0 + ds.offset[1]) * ds.scale,
+                        cr.left + (x1 + ds.offset[0]) * ds.scale, cr.top + (y1 + ds.offset[1]) * ds.scale] };
+    });
+    const off = rects.filter(({ screen: [a, b, c, d] }) => a < free.left || b < free.top || c > free.right || d > free.bottom)
+      .map((r) => `${r.id}:${r.type}`);
+    const overlaps = [];
+    for (let i = 0; i < rects.length; i++) for (let j = i + 1; j < rects.length; j++) {
+      const [a0, a1, a2, a3] = rects[i].graph, [b0, b1, b2, b3] = rects[j].graph;
+      if (a0 < b2 && b0 < a2 && a1 < b3 && b1 < a3)
+        overlaps.push(`${rects[i].id}:${rects[i].type} and ${rects[j].id}:${rects[j].type}`);
     }
-    out.view = { scale: ds.scale, offset: [...ds.offset], window: [cw, ch], offscreen: off };
+    out.view = { scale: ds.scale, offset: [...ds.offset], window: [cr.width, cr.height], offscreen: off,
+                 free, overlaps, side: side.map((r) => [r.left, r.top, r.right, r.bottom]),
+                 top: top.map((r) => [r.left, r.top, r.right, r.bottom]) };
   }
   out.loaded_nodes = nodes.length;
   const defOf = (n) => n.constructor && n.constructor.nodeData;

@@ -26,11 +26,23 @@ What it does:
 * compares ``app.graphToPrompt().output`` with the API-format copy (``<dir>/api/<name>.json``,
   ``workflows/api/<name>.json``, ``<name>_api.json`` or ``<name>.api.json``): class_type and every input,
   links included; and validates the prompt against ``/object_info``;
-* checks that ``/api/workflow_templates`` lists the pack's templates and that each one is served.
+* checks that ``/api/workflow_templates`` lists the pack's templates and that each one and its ``<name>.jpg``
+  thumbnail are served;
+* layout: no two nodes overlap (title bars included, with the sizes the frontend gives them), and in the view the
+  file restores every node lies in the free canvas (right of the side bar, below the top bar);
+* node search: types each of ``SEARCH_QUERIES`` ("face swap", "reactor", ...) into the search box a double click
+  on the canvas opens; the pack's swap nodes must be among the first results;
+* Templates menu: the pack's cards in numbered order, with the titles/descriptions of web/simswap_templates.json and
+  their own thumbnails (not the frontend's stock picture);
+* missing models: starts a second ComfyUI with EMPTY model folders (also with ``--url``; ``--no-missing-models``
+  skips it), loads the basic workflow and expects the missing-models dialog to list every ``properties.models``
+  entry of the file (folder, name, official URL).
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -51,10 +63,14 @@ SETTINGS = {  # user settings seeded before the page opens: no first-run dialog,
     "Comfy.TutorialCompleted": True,
     "Comfy.Minimap.Visible": False,
     "Comfy.Graph.CanvasInfo": False,
-    "Comfy.Workflow.WorkflowTabsPosition": "Sidebar",
     "Comfy.NodeBadge.NodeSourceBadgeMode": "Show all",
     "LiteGraph.Canvas.MinFontSizeForLOD": 0,  # never the text-less low-detail rendering of zoomed-out nodes
 }
+# what users of other face-swap packs type in the node search (double click on the canvas): each must list the
+# pack's swap nodes (SWAP_NODES that the server has) among the first SEARCH_TOP results
+SEARCH_QUERIES = ("face swap", "swap face", "faceswap", "reactor")
+SWAP_NODES = ("SimSwapSwap", "SimSwapQuickSwap")
+SEARCH_TOP = 10
 # console messages that come from the offline sandbox, not from the workflow
 BENIGN_CONSOLE = ("Content Security Policy", "api.comfy.org", "net::ERR_NAME_NOT_RESOLVED", "net::ERR_FAILED",
                   "ERR_INTERNET_DISCONNECTED", "Failed to fetch", "registry", "Failed to load resource")
@@ -155,8 +171,9 @@ def only_public_domain_inputs(input_dir: Path) -> dict[str, str]:
 
 
 class Server:
-    def __init__(self, url: str | None, keep: bool):
+    def __init__(self, url: str | None, keep: bool, seed_models: bool = True):
         self.url, self.keep, self.server, self.root = url, keep, None, None
+        self.seed_models = seed_models
 
     def __enter__(self):
         if self.url:
@@ -170,7 +187,7 @@ class Server:
             raise SystemExit(f"no ComfyUI tree at {comfy}: run `bash scripts/install_comfyui.sh {comfy}`")
         self.root = Path(tempfile.mkdtemp(prefix="simswap_frontend_"))
         self.server = ComfyServer(self.root, comfy)
-        self.server.prepare()
+        self.server.prepare(seed_models=self.seed_models)
         self.inputs = only_public_domain_inputs(self.server.input_dir)
         self.server.start()
         self.url = self.server.base
@@ -242,6 +259,10 @@ def check_templates(srv: Server) -> tuple[list[str], list[str], list[str]]:
             continue
         if not is_ui(d):
             fails.append(f"template {name!r}: served file is not a UI workflow (the Templates menu cannot open it)")
+        st, _ = srv.request("GET", f"/api/workflow_templates/{PACK}/{urllib.parse.quote(name)}.jpg", raw=True)
+        if st != 200:
+            fails.append(f"template {name!r}: no thumbnail (GET /api/workflow_templates/{PACK}/{name}.jpg -> {st}; "
+                         f"make it with --thumbnails workflows)")
     return listed, fails, notes
 
 
@@ -269,6 +290,12 @@ def main(argv=None) -> int:
                     "(ComfyUI shows <name>.jpg next to a template as its thumbnail in the Templates menu)")
     ap.add_argument("--json", help="write the full results (incl. the frontend's prompts) here")
     ap.add_argument("--keep", action="store_true", help="keep the server's temp folder")
+    ap.add_argument("--seed-settings", action="store_true",
+                    help="with --url: set the check's user settings (no first-run dialogs) on that server too")
+    ap.add_argument("--no-search", action="store_true", help="skip the node search check")
+    ap.add_argument("--no-templates-menu", action="store_true", help="skip the Templates menu check")
+    ap.add_argument("--no-missing-models", action="store_true",
+                    help="skip the missing-models check (a ComfyUI with empty model folders, started here)")
     args = ap.parse_args(argv)
 
     uis, fails, notes = discover(args.paths)
@@ -286,10 +313,22 @@ def main(argv=None) -> int:
         n = u.stem if u.stem not in names.values() else f"{u.parent.name}/{u.stem}"
         names[u] = n
 
-    with Server(args.url, args.keep) as srv:
-        if srv.server is not None:  # our own server only: never change the settings of someone's ComfyUI
-            for k, v in SETTINGS.items():
-                srv.request("POST", f"/api/settings/{k}", v)
+    missing_wf = next((u for u in uis if "basic" in u.stem), uis[0] if uis else None)
+    want_missing = not args.no_missing_models and missing_wf is not None
+    with contextlib.ExitStack() as stack:
+        bare, bare_started = None, None
+        if want_missing:  # a second ComfyUI with EMPTY model folders, started while the first one starts
+            bare = Server(None, args.keep, seed_models=False)
+            stack.callback(bare.__exit__)
+            pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(1))
+            bare_started = pool.submit(bare.__enter__)
+        srv = stack.enter_context(Server(args.url, args.keep))
+        if bare_started is not None:
+            bare_started.result()
+        for own in (srv, bare):  # never change the settings of someone's ComfyUI (unless --seed-settings)
+            if own is not None and (own.server is not None or args.seed_settings):
+                for k, v in SETTINGS.items():
+                    own.request("POST", f"/api/settings/{k}", v)
         st, info = srv.request("GET", "/object_info")
         if st != 200:
             raise SystemExit(f"GET /object_info -> {st}")
@@ -304,7 +343,10 @@ def main(argv=None) -> int:
         job = {"url": srv.url, "chromium": args.chromium, "results": str(tmp / "results.json"),
                "width": 1600, "height": 1000, "scale": args.scale,
                "workflows": [{"name": names[u], "path": str(u)} for u in uis],
-               "screenshots": [], "templates_shot": None}
+               "screenshots": [], "templates_shot": None,
+               "search": None if args.no_search else {"queries": list(SEARCH_QUERIES)},
+               "templates_menu": {"pack": PACK} if listed and not args.no_templates_menu else None,
+               "missing_models": {"url": bare.url, "workflow": str(missing_wf)} if bare is not None else None}
         if args.screenshots:
             shot_dir = Path(args.shot_dir)
             shot_dir.mkdir(parents=True, exist_ok=True)
@@ -357,10 +399,14 @@ def main(argv=None) -> int:
                 wfails.append(f"console {m['type']}: {m['text'][:300]}")
         v = r.get("view") or {}
         if v.get("offscreen"):
-            wnotes.append(f"opened in a {v['window'][0]}x{v['window'][1]} canvas with the file's saved view (extra.ds "
-                          f"scale {v['scale']:.2f}, offset {[round(x) for x in v['offset']]}), {len(v['offscreen'])} "
-                          f"node(s) are cut off or outside: {', '.join(v['offscreen'])} (drop extra.ds to let the "
-                          f"frontend fit the view, or set an offset/scale that shows every node)")
+            free = v.get("free") or {}
+            wfails.append(f"opened in a {v['window'][0]:.0f}x{v['window'][1]:.0f} canvas with the file's saved view "
+                          f"(extra.ds scale {v['scale']:.2f}, offset {[round(x) for x in v['offset']]}), "
+                          f"{len(v['offscreen'])} node(s) are not wholly in the free canvas (right of the side bar, "
+                          f"below the top bar: x {free.get('left', 0):.0f}..{free.get('right', 0):.0f}, "
+                          f"y {free.get('top', 0):.0f}..{free.get('bottom', 0):.0f}): {', '.join(v['offscreen'])}")
+        for pair in v.get("overlaps") or []:
+            wfails.append(f"nodes overlap (title bars included): {pair}")
         prompt = r.get("prompt")
         if r.get("prompt_error"):
             wfails.append(f"graphToPrompt failed: {r['prompt_error'][:500]}")
@@ -384,16 +430,77 @@ def main(argv=None) -> int:
                         "counts": {k: r.get(k) for k in ("expected_nodes", "loaded_nodes", "expected_links",
                                                           "loaded_links")}}
 
+    ext = res.get("extensions") or {}
+    swap_names = [info[n]["display_name"] for n in SWAP_NODES if n in info]
+    for n in SWAP_NODES:
+        if n in info and "SimSwap" not in info[n]["display_name"]:
+            fails.append(f"{n}: display name {info[n]['display_name']!r} does not say SimSwap")
+    search_lines = []
+    for q in res.get("search") or []:
+        opts = q.get("options") or []
+        if q.get("error"):
+            fails.append(f"search {q['query']!r}: {q['error'][:400]}")
+            continue
+        pos = {nm: next((i for i, o in enumerate(opts) if o == nm or o.startswith(nm + " ")), None)
+               for nm in swap_names}
+        search_lines.append(f"{q['query']!r}: " + ", ".join(f"{nm} #{p + 1}" if p is not None else f"{nm} missing"
+                                                              for nm, p in pos.items()))
+        for nm, p in pos.items():
+            if p is None or p >= SEARCH_TOP:
+                fails.append(f"search {q['query']!r}: {nm!r} is not among the first {SEARCH_TOP} results "
+                             f"{opts[:SEARCH_TOP]} (search-alias extension: {ext.get('search_aliases')})")
+    tm = res.get("templates_menu")
+    templates_info = {}
+    if (REPO / "web" / "simswap_templates.json").is_file():
+        templates_info = json.loads((REPO / "web" / "simswap_templates.json").read_text()).get("templates", {})
+    if tm is not None:
+        if tm.get("error"):
+            fails.append(f"templates menu: {tm['error'][:600]}")
+        cards = [c for c in tm.get("cards", []) if c["name"] in listed]
+        shown = [c["name"] for c in cards]
+        if sorted(shown) != sorted(set(listed)):
+            fails.append(f"templates menu shows {shown} for {PACK}, the server lists {sorted(listed)}")
+        elif shown != sorted(shown):
+            fails.append(f"templates menu order {shown}, expected {sorted(shown)}")
+        for c in cards:
+            # the menu fetches <name>.jpg and shows it (as a blob: URL); without one it shows a stock picture
+            imgs = c.get("images") or []
+            got = [f["status"] for f in tm.get("fetched", [])
+                   if f["url"].split("?")[0].endswith(f"/{urllib.parse.quote(c['name'])}.jpg")]
+            visible = [i for i in imgs if i["complete"] and i["width"] > 0
+                       and "default-template" not in (i["src"] or "")]
+            if not visible or (got and 200 not in got):  # requests are seen only when not answered from cache
+                fails.append(f"templates menu: {c['name']}: its thumbnail {c['name']}.jpg is not shown (requests: "
+                             f"{got}, images: {[i.get('src') for i in imgs]})")
+            meta = templates_info.get(c["name"])
+            if meta and (meta["title"] not in c["text"] or meta["description"] not in c["text"]):
+                fails.append(f"templates menu: {c['name']}: shows {c['text']!r}, not the title/description "
+                             f"{meta['title']!r} / {meta['description']!r} (web/simswap_templates.js)")
+    mm = res.get("missing_models")
+    if mm is not None:
+        text = "\n".join(mm.get("dialogs") or [])
+        want = [m for n in (load_json(Path(missing_wf)) if missing_wf else {}).get("nodes", [])
+                for m in (n.get("properties") or {}).get("models", [])]
+        if mm.get("error"):
+            fails.append(f"missing models: {mm['error'][:600]}")
+        if not want:
+            fails.append(f"missing models: {missing_wf} carries no properties.models")
+        for m in want:
+            listed_text = text + json.dumps(mm.get("items"))
+            if m["name"] not in text or m["directory"] not in text or m["url"] not in listed_text:
+                fails.append(f"missing models: loading {Path(str(missing_wf)).name} into a ComfyUI without model files "
+                             f"did not list {m['directory']} / {m['name']} with {m['url']} (dialogs: {text[:600]!r})")
+
     shots = []
     for s in res.get("screenshots", []):
         if s.get("ok"):
             shots.append(s["out"])
-            if s["out"].endswith(".jpg"):  # template thumbnails: 800 px wide is plenty for the menu's cards
+            if s["out"].endswith(".jpg"):  # template thumbnails: the menu's cards show them at most 256 px high
                 from PIL import Image
 
                 im = Image.open(s["out"]).convert("RGB")
-                if im.width > 800:
-                    im = im.resize((800, round(800 * im.height / im.width)), Image.Resampling.LANCZOS)
+                if im.width > 512:
+                    im = im.resize((512, round(512 * im.height / im.width)), Image.Resampling.LANCZOS)
                 im.save(s["out"], quality=85)
         else:
             fails.append(f"screenshot {s.get('out')}: {str(s.get('error'))[:600]}")
@@ -416,6 +523,13 @@ def main(argv=None) -> int:
         for m in r["notes"]:
             print(f"         note: {m}")
     print(f"  templates listed for {PACK}: {sorted(listed) if listed else 'none'}")
+    print(f"  pack extensions: {ext.get('registered')} (search aliases: {ext.get('search_aliases')})")
+    for line in search_lines:
+        print(f"  search {line}")
+    if tm is not None:
+        print(f"  templates menu: {[c['name'] for c in tm.get('cards', []) if c['name'] in listed]}")
+    if mm is not None:
+        print(f"  missing-models dialog (empty model folders): {' | '.join(mm.get('dialogs') or ['none'])[:300]!r}")
     for m in fails:
         print(f"  FAIL {m}")
     for m in notes:
@@ -428,7 +542,9 @@ def main(argv=None) -> int:
     print(f"frontend check: {'FAILED' if n_fail else 'passed'} ({n_fail} failing item(s))")
     if args.json:
         Path(args.json).write_text(json.dumps({"workflows": per_wf, "fails": fails, "notes": notes,
-                                               "templates": listed, "screenshots": shots}, indent=1))
+                                               "templates": listed, "screenshots": shots,
+                                               "search": res.get("search"), "templates_menu": tm,
+                                               "missing_models": mm, "extensions": ext}, indent=1))
     return 1 if n_fail else 0
 
 

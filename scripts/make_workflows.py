@@ -29,6 +29,11 @@ API_DIR = WORKFLOW_DIR / "api"
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
+#: the browser window the saved views (extra.ds) are made for, and its part not covered by the frontend's chrome:
+#: (left, top, right, bottom) margins in px = side bar (about 50 px) and top menu/tab bar (about 50 px) plus air
+VIEW = (1600, 1000)
+VIEW_FREE = (90, 90, 30, 40)
+
 GENERATOR_224 = "latest_net_G.pth"
 ARCFACE = "arcface_checkpoint.tar"
 DETECTOR = "yunet (offline default)"
@@ -96,8 +101,8 @@ class Node:
 class Workflow:
     """A workflow description: nodes with widget values by name and links by input name."""
 
-    def __init__(self, name: str, title: str):
-        self.name, self.title = name, title
+    def __init__(self, name: str, title: str, description: str = ""):
+        self.name, self.title, self.description = name, title, description
         self.nodes: list[Node] = []
 
     def add(self, type_: str, *, col: float, row: float, title: str | None = None, size=None,
@@ -133,6 +138,8 @@ class Workflow:
                 values[name] = node.widgets[name]
             elif "default" in opts:
                 values[name] = opts["default"]
+            elif choices := combo_options(typ, opts):  # the frontend's choice for a combo without a default
+                values[name] = choices[0]
             else:
                 raise KeyError(f"{self.name}: {node.type}.{name} has no default; give a value")
         for name in node.links:
@@ -154,6 +161,24 @@ class Workflow:
             else:
                 raise ValueError(f"{self.name}: the graph has a cycle")
         return out
+
+    def node_size(self, object_info: dict, node: Node) -> list[int]:
+        """The node's size in the UI file: the given one, else at least what the frontend's ``computeSize`` gives
+        (LiteGraph 1.32: 20 px per socket row, 20 + 4 px per widget, 14 px padding; the frontend enlarges a node
+        to that on load, never shrinks it), so the layout below knows the real extent of every node."""
+        if node.size:
+            return list(node.size)
+        if node.type == "LoadImage":  # room for the photo's preview under the widgets
+            return [340, 380]
+        info = self._info(object_info, node)
+        specs = {n: (t, o) for n, t, o, _ in input_specs(info)}
+        rows = max(len(socket_inputs(info)), len(info["output"]), 1)
+        widgets = 0
+        for name in widget_names(info):
+            typ, opts = specs[name]
+            widgets += 104 if typ == "STRING" and opts.get("multiline") else 24
+            widgets += 24 * len(extra_widget_values(name, typ, opts))  # upload button / seed control
+        return [340, 20 * rows + widgets + 8 + 6 + 12]
 
     def to_api(self, object_info: dict) -> dict:
         prompt = {}
@@ -186,12 +211,13 @@ class Workflow:
                 out_links.setdefault((src.id, slot), []).append(link_id)
                 in_links[(node.id, name)] = link_id
         order = {n.id: i for i, n in enumerate(self._order())}
+        sizes = {n.id: self.node_size(object_info, n) for n in self.nodes}
+        positions = layout(self.nodes, sizes)
         nodes = []
         for node in self.nodes:
-            pos = [round(40 + node.col * 460), round(40 + node.row * 150)]
+            pos = positions[node.id]
             if node.type in FRONTEND_ONLY:
-                assert node.size is not None, f"{node.type} (frontend-only) needs a size"
-                nodes.append({"id": node.id, "type": node.type, "pos": pos, "size": list(node.size),
+                nodes.append({"id": node.id, "type": node.type, "pos": pos, "size": sizes[node.id],
                               "flags": {}, "order": order[node.id], "mode": 0, "inputs": [], "outputs": [],
                               "title": node.title, "properties": {"text": ""},
                               "widgets_values": [node.text], "color": "#432", "bgcolor": "#653"})
@@ -213,11 +239,13 @@ class Workflow:
             for slot, (typ, oname) in enumerate(zip(info["output"], info["output_name"])):
                 outputs.append({"name": oname, "type": typ, "links": out_links.get((node.id, slot), []),
                                 "slot_index": slot})
-            n_rows = max(len(inputs), len(outputs)) + len(widget_names(info))
-            size = list(node.size) if node.size else [340, 46 + 24 * n_rows]
-            item = {"id": node.id, "type": node.type, "pos": pos, "size": size, "flags": {},
+            properties: dict = {"Node name for S&R": node.type}
+            models = model_metadata(wv)
+            if models:
+                properties["models"] = models
+            item = {"id": node.id, "type": node.type, "pos": pos, "size": sizes[node.id], "flags": {},
                     "order": order[node.id], "mode": 0, "inputs": inputs, "outputs": outputs,
-                    "properties": {"Node name for S&R": node.type}, "widgets_values": wv}
+                    "properties": properties, "widgets_values": wv}
             if node.title:
                 item["title"] = node.title
             nodes.append(item)
@@ -228,24 +256,77 @@ class Workflow:
                 "version": 0.4}
 
 
-def fit_view(nodes: list[dict], width: int = 1500, height: int = 900, margin: int = 40) -> dict:
-    """The saved canvas view (``extra.ds``) that shows every node, title bars included, in a ``width`` x ``height``
-    window (a 1600x1000 browser less the side bar): scale at most 0.8, offset = top-left node corner - margin."""
-    title = 30  # the title bar sits above a node's pos
+TITLE_H = 30  # LiteGraph draws the title bar above a node's pos
+COL_W, ROW_H, GAP = 460, 150, 40  # grid of the descriptions; GAP: free space between a node and the next title
+
+
+def layout(nodes: list[Node], sizes: dict[int, list[int]]) -> dict[int, list[int]]:
+    """Positions from the grid (col, row) of the descriptions, moved down where a node would touch one above it:
+    nodes are placed top to bottom and each goes below every placed node whose columns it shares (title bars
+    included, GAP apart), so no node sits on or under another whatever the sizes."""
+    placed: list[tuple[int, int, int, int]] = []  # x0, y0 (title top), x1, y1
+    out = {}
+    for node in sorted(nodes, key=lambda n: (n.row, n.col, n.id)):
+        w, h = sizes[node.id]
+        x = round(40 + node.col * COL_W)
+        y = round(40 + node.row * ROW_H)
+        for x0, _y0, x1, y1 in placed:
+            if x < x1 + GAP // 2 and x0 < x + w + GAP // 2:
+                y = max(y, y1 + GAP + TITLE_H)
+        placed.append((x, y - TITLE_H, x + w, y + h))
+        out[node.id] = [x, y]
+    return out
+
+
+#: ComfyUI's folder_paths.supported_pt_extensions: the only files /experiment/models lists (0.3.75 filters by this
+#: global set, not by the folder's own extensions), i.e. the only ones the frontend can see as present. An entry for
+#: another file (arcface_checkpoint.tar, an .onnx detector) would be reported missing even when installed.
+LISTED_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
+
+
+def model_metadata(widget_values: list) -> list[dict]:
+    """The frontend's missing-models entries (``properties.models``: name, url, directory) for every widget value
+    that names a file of the model catalogue: a workflow opened without that file lists it with its folder and
+    official source (frontend 1.32 reads them when the value is still selected in the node)."""
+    sys.path.insert(0, str(REPO))
+    from simswap_core.models.catalogue import CATALOGUE
+
+    by_file = {m.filename: m for m in CATALOGUE.values()}
+    out = []
+    for v in widget_values:
+        entry = by_file.get(v) if isinstance(v, str) else None
+        if entry is None or Path(entry.filename).suffix.lower() not in LISTED_EXTENSIONS:
+            continue
+        directory, _, sub = entry.subfolder.partition("/")
+        out.append({"name": f"{sub}/{entry.filename}" if sub else entry.filename, "url": entry.urls[0],
+                    "directory": directory})
+    return out
+
+
+def fit_view(nodes: list[dict], width: int = VIEW[0], height: int = VIEW[1]) -> dict:
+    """The saved canvas view (``extra.ds``) that shows every node, title bars included, in the free part of a
+    ``width`` x ``height`` browser window: right of the frontend's side bar, below its top bar (``VIEW_FREE``).
+    Scale at most 0.8."""
+    left, top, right, bottom = VIEW_FREE
     x0 = min(n["pos"][0] for n in nodes)
-    y0 = min(n["pos"][1] for n in nodes) - title
+    y0 = min(n["pos"][1] for n in nodes) - TITLE_H
     x1 = max(n["pos"][0] + n["size"][0] for n in nodes)
     y1 = max(n["pos"][1] + n["size"][1] for n in nodes)
-    scale = min(0.8, (width - 2 * margin) / max(x1 - x0, 1), (height - 2 * margin) / max(y1 - y0, 1))
-    scale = round(scale, 3)
-    return {"scale": scale, "offset": [round(-x0 + margin / scale, 1), round(-y0 + margin / scale, 1)]}
+    free_w, free_h = width - left - right, height - top - bottom
+    scale = round(min(0.8, free_w / max(x1 - x0, 1), free_h / max(y1 - y0, 1)) * 0.995, 3)
+    # centred in the free area
+    ox = (left + (free_w - (x1 - x0) * scale) / 2) / scale - x0
+    oy = (top + (free_h - (y1 - y0) * scale) / 2) / scale - y0
+    return {"scale": scale, "offset": [round(ox, 1), round(oy, 1)]}
 
 
 # ------------------------------------------------------------------------------------------ the workflows
 SEEDED_NOTE = ("Model files go into ComfyUI/models/simswap (generator: latest_net_G.pth = official 224 'people' "
                "model, or 550000_net_G.pth = 512 beta; ArcFace: arcface_checkpoint.tar; optional BiSeNet "
                "79999_iter.pth). The detector 'yunet (offline default)' needs no file; insightface SCRFD packs go "
-               "into models/insightface. Pick your own photos in the Load Image nodes.")
+               "into models/insightface. `python install.py --download` in the pack folder fetches them. "
+               "Licences: SimSwap weights CC BY-NC 4.0 and insightface packs: non-commercial use only. "
+               "Pick your own photos in the Load Image nodes.")
 
 
 def _loaders(wf: Workflow, row: float = 0.0, col: float = 0.0):
@@ -257,19 +338,19 @@ def _loaders(wf: Workflow, row: float = 0.0, col: float = 0.0):
 
 
 def basic_image_swap() -> Workflow:
-    wf = Workflow("01_basic_image_swap", "SimSwap: basic image swap")
+    wf = Workflow("01_basic_image_swap", "SimSwap: basic image swap",
+                  "Swap the face of one photo onto every face of another, with the swap mask as a preview.")
     wf.note("Basic face swap.\n\n1. Load Image (source): a photo of the person to swap IN.\n2. Load Image "
-            "(target): the photo whose faces are replaced.\n3. Queue. The mask output shows where pixels "
+            "(target): the photo whose faces are replaced.\n3. Run. The mask output shows where pixels "
             "changed.\n\n" + SEEDED_NOTE, col=0, row=-2, size=(740, 250))
     gen, arc, det = _loaders(wf, row=0)
     src = wf.add("LoadImage", col=0, row=3.4, title="Load Image (source face)", image=SOURCE_PHOTO)
     tgt = wf.add("LoadImage", col=1, row=3.4, title="Load Image (target)", image=GROUP_PHOTO)
     ident = wf.add("SimSwapExtractIdentity", col=1, row=0, source_images=src[0], generator=gen[0],
-                   arcface=arc[0], detector=det[0], face="largest", face_index=0, order="left-right",
+                   arcface=arc[0], detector=det[0], face="largest", face_index="0", order="left-right",
                    combine="mean", if_no_face="error")
     swap = wf.add("SimSwapSwap", col=2, row=0, images=tgt[0], identity=ident[0], generator=gen[0],
-                  arcface=arc[0], detector=det[0], faces="all", face_index="0", order="left-right", mask="box",
-                  paste_mode="default", if_no_face="keep", batch_size=8)
+                  detector=det[0], faces="all", face_index="0", order="left-right", mask="box", if_no_face="keep")
     wf.add("SaveImage", col=3, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/basic")
     m = wf.add("MaskToImage", col=3, row=3, mask=swap[1])
     wf.add("PreviewImage", col=3, row=4, size=(420, 360), title="Preview swap mask", images=m[0])
@@ -277,10 +358,11 @@ def basic_image_swap() -> Workflow:
 
 
 def pick_faces_with_preview() -> Workflow:
-    wf = Workflow("02_pick_faces_with_preview", "SimSwap: pick faces with the preview")
-    wf.note("Swap only some faces of a group photo.\n\n1. Queue once: 'SimSwap Detect Faces' shows every face "
+    wf = Workflow("02_pick_faces_with_preview", "SimSwap: pick faces with the preview",
+                  "Detect Faces numbers the faces of a group photo; swap only the ones you list.")
+    wf.note("Swap only some faces of a group photo.\n\n1. Run once: 'SimSwap Detect Faces' shows every face "
             "with its number (numbered left to right here).\n2. Type the numbers you want into face_index of "
-            "'SimSwap Swap' (e.g. 0,2) with faces = index and the SAME order, and queue again. Swap takes the "
+            "'SimSwap Face Swap' (e.g. 0,2) with faces = index and the SAME order, and run again. Swap takes the "
             "faces Detect Faces found (detected_faces), so nothing is detected twice.\n\nThe other "
             "modes: all, largest, best (detection score) and reference (the face matching a reference "
             "identity).\n\n" + SEEDED_NOTE, col=0, row=-2.2, size=(740, 280))
@@ -290,11 +372,11 @@ def pick_faces_with_preview() -> Workflow:
     faces = wf.add("SimSwapDetectFaces", col=2, row=3.4, images=tgt[0], detector=det[0], order="left-right")
     wf.add("PreviewImage", col=3, row=3.4, size=(420, 360), title="Preview numbered faces", images=faces[1])
     ident = wf.add("SimSwapExtractIdentity", col=1, row=0, source_images=src[0], generator=gen[0],
-                   arcface=arc[0], detector=det[0], face="largest", face_index=0, order="left-right",
+                   arcface=arc[0], detector=det[0], face="largest", face_index="0", order="left-right",
                    combine="mean", if_no_face="error")
     swap = wf.add("SimSwapSwap", col=2, row=0, images=tgt[0], identity=ident[0], generator=gen[0],
-                  arcface=arc[0], detector=det[0], faces="index", face_index="0,2", order="left-right",
-                  mask="ellipse", paste_mode="default", if_no_face="keep", batch_size=8,
+                  detector=det[0], faces="index", face_index="0,2", order="left-right", mask="ellipse",
+                  if_no_face="keep",
                   detected_faces=faces[0])
     wf.add("SaveImage", col=3, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/picked")
     m = wf.add("MaskToImage", col=4, row=0, mask=swap[1])
@@ -303,7 +385,8 @@ def pick_faces_with_preview() -> Workflow:
 
 
 def identity_from_several_photos() -> Workflow:
-    wf = Workflow("03_identity_from_several_photos", "SimSwap: identity from several photos, saved")
+    wf = Workflow("03_identity_from_several_photos", "SimSwap: identity from several photos",
+                  "Build one identity from several photos of a person, save it and swap with it.")
     wf.note("Build one identity from several photos of the same person and save it.\n\n'Batch Images' joins "
             "photos (of any size) into one batch; add more with further 'Batch Images' nodes. 'combine' = "
             "mean, median (robust to an odd photo) or weighted (by detection score). 'SimSwap Save Identity' "
@@ -316,24 +399,27 @@ def identity_from_several_photos() -> Workflow:
     flip = wf.add("ImageFlip", col=1, row=5.8, image=p2[0], flip_method="y-axis: horizontally")
     batch = wf.add("ImageBatch", col=1, row=3.4, image1=p1[0], image2=flip[0])
     ident = wf.add("SimSwapExtractIdentity", col=1, row=0, source_images=batch[0], generator=gen[0],
-                   arcface=arc[0], detector=det[0], face="largest", face_index=0, order="left-right",
+                   arcface=arc[0], detector=det[0], face="largest", face_index="0", order="left-right",
                    combine="median", if_no_face="error")
     saved = wf.add("SimSwapSaveIdentity", col=2, row=0, identity=ident[0], name="my_identity",
                    if_exists="overwrite")
     tgt = wf.add("LoadImage", col=2, row=3.4, title="Load Image (target)", image=SOURCE_PHOTO)
     swap = wf.add("SimSwapSwap", col=3, row=0, images=tgt[0], identity=saved[0], generator=gen[0],
-                  arcface=arc[0], detector=det[0], faces="largest", face_index="0", order="left-right",
-                  mask="box", paste_mode="default", if_no_face="keep", batch_size=8)
+                  detector=det[0], faces="largest", face_index="0", order="left-right", mask="box",
+                  if_no_face="keep")
     wf.add("SaveImage", col=4, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/identity")
     return wf
 
 
 def swap_restore_paste() -> Workflow:
-    wf = Workflow("04_swap_restore_paste", "SimSwap: swap, restore the faces, paste back")
+    wf = Workflow("04_swap_restore_paste", "SimSwap: restore the swapped faces",
+                  "Hand the swapped face crops to a restoration node and paste them back without detecting again.")
     wf.note("Restore (or upscale) only the swapped faces, without detecting them again.\n\n'SimSwap Split Face "
             "Crops' gives the swapped faces as aligned crops plus their alignment. Put your face restorer "
-            "between them and 'SimSwap Paste Faces': a GFPGAN / CodeFormer / GPEN node of a restoration pack "
-            "(e.g. facerestore_cf) goes where 'Image Sharpen' stands here (Sharpen is only a core stand-in). "
+            "between them and 'SimSwap Paste Faces': 'SimSwap Restore Faces' with 'SimSwap Load Face Restorer' "
+            "(GFPGAN / CodeFormer / GPEN from models/facerestore_models), or a node of a restoration pack, goes "
+            "where 'Image Sharpen' stands here (Sharpen is only a core stand-in, so this runs without a model). "
+            "The simplest way is the Face Swap node's own restore_model input. "
             "Crops of another size (a 2x restorer) are resized back. 'SimSwap Face Mask' makes a soft "
             "landmark ellipse per face so the restored face blends in.\n\n" + SEEDED_NOTE,
             col=0, row=-2.2, size=(740, 280))
@@ -341,16 +427,16 @@ def swap_restore_paste() -> Workflow:
     src = wf.add("LoadImage", col=0, row=3.4, title="Load Image (source face)", image=SOURCE_PHOTO)
     tgt = wf.add("LoadImage", col=1, row=3.4, title="Load Image (target)", image=GROUP_PHOTO)
     ident = wf.add("SimSwapExtractIdentity", col=1, row=0, source_images=src[0], generator=gen[0],
-                   arcface=arc[0], detector=det[0], face="largest", face_index=0, order="left-right",
+                   arcface=arc[0], detector=det[0], face="largest", face_index="0", order="left-right",
                    combine="mean", if_no_face="error")
     swap = wf.add("SimSwapSwap", col=2, row=0, images=tgt[0], identity=ident[0], generator=gen[0],
-                  arcface=arc[0], detector=det[0], faces="largest", face_index="0", order="left-right",
-                  mask="box", paste_mode="default", if_no_face="keep", batch_size=8)
+                  detector=det[0], faces="largest", face_index="0", order="left-right", mask="box",
+                  if_no_face="keep")
     split = wf.add("SimSwapSplitFaceCrops", col=3, row=0, face_crops=swap[2])
     restore = wf.add("ImageSharpen", col=3, row=1.5, title="Face restorer goes here (stand-in: Image Sharpen)",
                      image=split[0], sharpen_radius=2, sigma=1.0, alpha=1.0)
     fmask = wf.add("SimSwapFaceMask", col=3, row=3, face_crops=swap[2], mask="ellipse", mask_grow=0.0,
-                   mask_feather=-1.0)
+                   mask_feather="auto")
     paste = wf.add("SimSwapPasteFaces", col=4, row=0, images=swap[0], crops=restore[0], alignment=split[1],
                    crop_masks=fmask[1], paste_mode="default", color_match=False, feather=0.12, erode=0.04)
     wf.add("SaveImage", col=5, row=0, size=(420, 400), images=paste[0], filename_prefix="simswap/restored")
@@ -359,15 +445,16 @@ def swap_restore_paste() -> Workflow:
 
 
 def video_frames_batch() -> Workflow:
-    wf = Workflow("05_video_frames_batch", "SimSwap: a batch of video frames")
+    wf = Workflow("05_video_frames_batch", "SimSwap: a batch of video frames",
+                  "Swap every frame of a video (an image batch), frame count and order kept, faces steadied.")
     wf.note("Swap every frame of a video (an IMAGE batch; frame count and order are kept, frames without a "
             "face are returned unchanged with if_no_face = keep).\n\nWith ComfyUI-VideoHelperSuite, replace "
             "the frame source by 'Load Video (Upload)' (VHS_LoadVideo; use frame_load_cap / skip_first_frames "
             "for long videos) and 'Save Image' by 'Video Combine' (VHS_VideoCombine). Here core nodes build a "
-            "4-frame 'video': 3 copies of a photo and one empty frame. batch_size = frames per batch (and faces "
-            "per generator call on a GPU); the progress bar advances frame by frame and Cancel stops it. "
-            "temporal_smoothing = 0.5 steadies each tracked face's landmarks from frame to frame (no jitter); "
-            "set it to 0 for a batch of unrelated photos.\n\n"
+            "4-frame 'video': 3 copies of a photo and one empty frame. In 'SimSwap Swap Options': batch_size = "
+            "frames per batch (and faces per generator call on a GPU); temporal_smoothing = 0.5 steadies each "
+            "tracked face's landmarks from frame to frame (no jitter; set it to 0 for a batch of unrelated "
+            "photos). The progress bar advances frame by frame and Cancel stops it.\n\n"
             + SEEDED_NOTE, col=0, row=-2.4, size=(740, 300))
     gen, arc, det = _loaders(wf, row=0)
     src = wf.add("LoadImage", col=0, row=3.4, title="Load Image (source face)", image=SOURCE_PHOTO)
@@ -377,29 +464,83 @@ def video_frames_batch() -> Workflow:
     frames = wf.add("ImageBatch", col=3, row=3.4, title="Frames (stand-in for Load Video)", image1=rep[0],
                     image2=empty[0])
     ident = wf.add("SimSwapExtractIdentity", col=1, row=0, source_images=src[0], generator=gen[0],
-                   arcface=arc[0], detector=det[0], face="largest", face_index=0, order="left-right",
+                   arcface=arc[0], detector=det[0], face="largest", face_index="0", order="left-right",
                    combine="mean", if_no_face="error")
     swap = wf.add("SimSwapSwap", col=3, row=0, images=frames[0], identity=ident[0], generator=gen[0],
-                  arcface=arc[0], detector=det[0], faces="all", face_index="0", order="left-right",
-                  mask="ellipse", paste_mode="default", if_no_face="keep", batch_size=2, temporal_smoothing=0.5)
+                  detector=det[0], faces="all", face_index="0", order="left-right", mask="ellipse",
+                  if_no_face="keep")
     wf.add("SaveImage", col=4, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/frames")
     m = wf.add("MaskToImage", col=4, row=3, mask=swap[1])
     wf.add("SaveImage", col=5, row=0, size=(420, 400), title="Save masks", images=m[0],
            filename_prefix="simswap/frames_mask")
+    # added last so the older nodes keep their ids (saved copies of this workflow are compared by node id)
+    opts = wf.add("SimSwapSwapOptions", col=2, row=0, title="Swap Options (video)", batch_size=2,
+                  temporal_smoothing=0.5)
+    swap.links["options"] = opts[0]
+    return wf
+
+
+QUICK_SWAP = "SimSwapQuickSwap"
+
+
+def quick_face_swap(object_info: dict) -> Workflow:
+    """The one-node swap (B's SimSwap Quick Face Swap): its two IMAGE inputs are found by name in /object_info
+    (the one naming "source" gets the source photo), every widget keeps the node's default."""
+    wf = Workflow("06_quick_face_swap", "SimSwap: quick face swap, one node",
+                  "One node: a source photo and a target photo in, the swapped image and its mask out.")
+    wf.note("The quickest swap: one node does everything.\n\n1. Load Image (source face): the person to swap "
+            "IN.\n2. Load Image (target): the photo whose faces are replaced.\n3. Run. The models are picked "
+            "in the node itself; the full set of SimSwap nodes (see the other templates) gives more control.\n\n"
+            + SEEDED_NOTE, col=0, row=-2, size=(740, 250))
+    info = object_info.get(QUICK_SWAP)
+    if info is None:
+        raise KeyError(f"{wf.name}: node type {QUICK_SWAP!r} is not in /object_info")
+    images = [n for n, t, _opt in socket_inputs(info) if t == "IMAGE"]
+    source = next((n for n in images if "source" in n), images[0] if images else "source_image")
+    target = next((n for n in images if n != source), "target_image")
+    src = wf.add("LoadImage", col=0, row=0, title="Load Image (source face)", image=SOURCE_PHOTO)
+    tgt = wf.add("LoadImage", col=0, row=2.8, title="Load Image (target)", image=GROUP_PHOTO)
+    widgets = set(widget_names(info))
+    models = {k: v for k, v in (("generator", GENERATOR_224), ("arcface", ARCFACE), ("detector", DETECTOR))
+              if k in widgets}  # the files of the other templates (the node's own defaults may differ)
+    inputs: dict = {source: src[0], target: tgt[0], **models}
+    quick = wf.add(QUICK_SWAP, col=1, row=0, **inputs)
+    wf.add("SaveImage", col=2, row=0, size=(420, 400), images=quick[0], filename_prefix="simswap/quick")
+    m = wf.add("MaskToImage", col=2, row=3, mask=quick[1])
+    wf.add("PreviewImage", col=2, row=4, size=(420, 360), title="Preview swap mask", images=m[0])
     return wf
 
 
 WORKFLOWS = [basic_image_swap, pick_faces_with_preview, identity_from_several_photos, swap_restore_paste,
-             video_frames_batch]
+             video_frames_batch, quick_face_swap]
+#: where scripts/make_workflows.py writes the Templates-menu titles, descriptions and order (web/simswap_templates.js)
+TEMPLATES_INFO = REPO / "web" / "simswap_templates.json"
+
+
+def make(factory, object_info: dict) -> Workflow:
+    import inspect
+
+    return factory(object_info) if inspect.signature(factory).parameters else factory()
 
 
 def build_all(object_info: dict) -> dict[str, tuple[dict, dict]]:
     """name -> (UI workflow, API prompt)."""
     out = {}
-    for make in WORKFLOWS:
-        wf = make()
+    for factory in WORKFLOWS:
+        wf = make(factory, object_info)
         out[wf.name] = (wf.to_ui(object_info), wf.to_api(object_info))
     return out
+
+
+def templates_info(object_info: dict) -> dict:
+    """What web/simswap_templates.js shows in the Templates menu: the order and each template's title and
+    description (frontend 1.32 turns "-" and "_" of a description into spaces, so none are used)."""
+    wfs = [make(f, object_info) for f in WORKFLOWS]
+    return {"_comment": "written by scripts/make_workflows.py; read by web/simswap_templates.js",
+            "order": [wf.name for wf in wfs],
+            "templates": {wf.name: {"title": f"{wf.name[:2]} · {wf.title.removeprefix('SimSwap: ')[:1].upper()}"
+                                             f"{wf.title.removeprefix('SimSwap: ')[1:]}",
+                                    "description": wf.description} for wf in wfs}}
 
 
 def dumps(obj) -> str:
@@ -410,6 +551,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--object-info", help="a saved /object_info JSON (default: start a test ComfyUI)")
     ap.add_argument("--check", action="store_true", help="compare with the committed files; exit 1 if stale")
+    ap.add_argument("--save-object-info", metavar="PATH", help="also write the /object_info used to PATH")
     args = ap.parse_args(argv)
     if args.object_info:
         object_info = json.loads(Path(args.object_info).read_text())
@@ -418,17 +560,22 @@ def main(argv=None) -> int:
         import comfy_harness
 
         object_info = comfy_harness.start_standalone().object_info()
+    if args.save_object_info:
+        Path(args.save_object_info).write_text(json.dumps(object_info))
     stale = []
     API_DIR.mkdir(parents=True, exist_ok=True)
-    for name, (ui, api) in build_all(object_info).items():
-        for path, obj in ((WORKFLOW_DIR / f"{name}.json", ui), (API_DIR / f"{name}.json", api)):
-            text = dumps(obj)
-            if args.check:
-                if not path.exists() or path.read_text() != text:
-                    stale.append(str(path.relative_to(REPO)))
-            else:
-                path.write_text(text)
-                print(f"wrote {path.relative_to(REPO)}")
+    built = build_all(object_info)
+    files = [(WORKFLOW_DIR / f"{name}.json", ui) for name, (ui, _api) in built.items()]
+    files += [(API_DIR / f"{name}.json", api) for name, (_ui, api) in built.items()]
+    files.append((TEMPLATES_INFO, templates_info(object_info)))
+    for path, obj in files:
+        text = dumps(obj)
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path.relative_to(REPO)))
+        else:
+            path.write_text(text)
+            print(f"wrote {path.relative_to(REPO)}")
     if stale:
         print("stale (run scripts/make_workflows.py): " + ", ".join(stale))
         return 1

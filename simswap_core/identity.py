@@ -31,7 +31,10 @@ __all__ = [
     "arcface_input",
     "check_identity",
     "combine_identities",
+    "blend_identities",
+    "extract_identities",
     "extract_identity",
+    "identity_list",
     "raw_embeddings",
     "reference_distance",
     "identity_embedding",
@@ -323,6 +326,91 @@ def load_identity(path: str | os.PathLike) -> Identity:
     return Identity(identity.latent.float(), identity.embedding.float(), identity.num_sources, identity.meta)
 
 
+@dataclass
+class _SourceFaces:
+    """The chosen source faces of :func:`_source_faces`, in output order (image, then listed face order)."""
+
+    crops: Tensor         # [F,3,S,S] RGB [0,1] aligned crops
+    scores: Tensor        # [F] detection scores
+    image_index: Tensor   # [F] int64, which source image (over all groups)
+    face_number: Tensor   # [F] int64, the face's number in its image (numbered in the selection's order)
+    meta: dict[str, str]  # crop_size, align_mode
+
+
+def _source_faces(arcface: nn.Module, detector: FaceDetector, images: Tensor | Sequence[Tensor], *, crop_size: int,
+                  align_mode: str | None, select: str | FaceSelection, if_no_face: str,
+                  device: torch.device | str | None, timer: StageTimer | None, what: str,
+                  each: bool = False) -> _SourceFaces:
+    """Detect, choose and align the source faces of ``images`` (shared by :func:`extract_identity` and
+    :func:`extract_identities`). ``each``: with an "index" selection every listed face number must be found in
+    every image (else NoFaceError, or skipped with if_no_face='skip'), and faces come back in the listed order."""
+    from .align import MAX_CROP_SIZE, align_faces, default_mode
+    from .detection.base import detector_label
+    from .detection.select import FaceSelection, order_faces, select_faces
+
+    if if_no_face not in ("error", "skip"):
+        raise InputError(f"if_no_face: expected 'error' or 'skip', got {if_no_face!r}")
+    crop_size = check_integer(crop_size, f"{what}: crop_size", low=1, high=MAX_CROP_SIZE)
+    selection = FaceSelection.parse(select)
+    if selection.how == "reference":
+        raise InputError(f"{what}: select='reference' needs a reference identity; use 'largest', "
+                         "'best', 'index:N' or 'all' for source images")
+    device = torch.device(device) if device is not None else _model_device_dtype(arcface)[0]
+    timer = timer or StageTimer()
+    groups = [images] if isinstance(images, Tensor) else list(images)
+    crops, scores, image_index, numbers, found, total = [], [], [], [], [], 0
+    missing_listed: list[str] = []
+    for g in groups:
+        g = check_images(g, f"{what} images", allow_single=True).to(device, torch.float32)
+        with timer.stage("detect"):
+            faces = detector.detect(g).to(device)
+        keep = select_faces(faces, selection)
+        rank = order_faces(faces, selection.order)
+        chosen = faces.select(keep)
+        if len(chosen):
+            with timer.stage("align"):
+                crops.append(align_faces(g, chosen, crop_size, align_mode).crops)
+            scores.append(chosen.scores)
+            image_index.append(chosen.frame_index + total)
+            numbers.append(rank[keep])
+        if each and selection.how == "index":
+            listed = torch.tensor(selection.indices, device=rank.device)
+            hit = (rank[:, None] == listed[None, :]).float()                               # [F,K]
+            in_image = F.one_hot(faces.frame_index.to(rank.device),
+                                                   g.shape[0]).float()                     # [F,N]
+            present = (in_image.T @ hit) > 0                                               # [N,K]
+            for i, k in (~present).nonzero().tolist():
+                missing_listed.append(f"face {selection.indices[k]} of image {total + i}")
+        with_face = set(chosen.frame_index.tolist())
+        found += [total + i for i in range(g.shape[0]) if i in with_face]
+        total += g.shape[0]
+    missing = [i for i in range(total) if i not in set(found)]
+    if not crops:
+        raise NoFaceError(f"{what}: no face found in any of the {total} source image(s) (detector "
+                          f"{detector_label(detector)}, selection '{selection}'); use a clearer, larger, frontal "
+                          "photo or lower the detection threshold")
+    if missing and if_no_face == "error":
+        raise NoFaceError(f"{what}: no face found in source image(s) {missing} of {total}; remove "
+                          "them or pass if_no_face='skip'")
+    if missing_listed and if_no_face == "error":
+        raise NoFaceError(f"{what}: {', '.join(missing_listed[:10])} not found (faces numbered {selection.order} "
+                          f"from 0; see the Detect Faces preview); list only faces every source photo has, or "
+                          "pass if_no_face='skip'")
+    out = _SourceFaces(torch.cat(crops), torch.cat(scores), torch.cat(image_index), torch.cat(numbers),
+                       {"crop_size": str(crop_size), "align_mode": align_mode or default_mode(crop_size)})
+    if each:  # image order, then the listed order (index) or the numbering order: identity k = k-th listed face
+        if selection.how == "index":
+            listed = torch.tensor(selection.indices, device=out.face_number.device)
+            pos = (out.face_number[:, None] == listed[None, :]).int().argmax(1)
+        else:
+            pos = out.face_number
+        by_pos = torch.argsort(pos, stable=True)
+        order = by_pos[torch.argsort(out.image_index[by_pos], stable=True)]
+        out = _SourceFaces(out.crops[order], out.scores[order], out.image_index[order], out.face_number[order],
+                           out.meta)
+    return out
+
+
 @torch.inference_mode()
 def extract_identity(arcface: nn.Module, detector: FaceDetector, images: Tensor | Sequence[Tensor], *,
                      crop_size: int = 224, align_mode: str | None = None, select: str | FaceSelection = "largest",
@@ -333,49 +421,106 @@ def extract_identity(arcface: nn.Module, detector: FaceDetector, images: Tensor 
 
     images: [N,3,H,W] RGB [0,1], or a list of [1,3,H,W]/[3,H,W] of different sizes. select: which face of
     each image ("largest", "best", "index:N", "all" = every face counts). combine: "mean", "median" or
-    "weighted" (weights = detection scores). if_no_face: "error" raises NoFaceError naming the images
-    without a face; "skip" ignores them (an error is still raised if no image has a face). device: where the
-    work runs (default: the encoder's).
+    "weighted" (weights = detection scores); for one identity PER face use :func:`extract_identities`.
+    if_no_face: "error" raises NoFaceError naming the images without a face; "skip" ignores them (an error is
+    still raised if no image has a face). device: where the work runs (default: the encoder's). The identity's
+    meta records ``crop_size`` and ``align_mode`` (what :func:`blend_identities` checks).
     """
-    from .align import MAX_CROP_SIZE, align_faces
-    from .detection.base import detector_label
-    from .detection.select import FaceSelection, select_faces
-
-    if if_no_face not in ("error", "skip"):
-        raise InputError(f"if_no_face: expected 'error' or 'skip', got {if_no_face!r}")
+    if combine == "each":
+        raise InputError("combine='each' gives one identity per face: use extract_identities")
     if combine not in COMBINE_METHODS:
         raise InputError(f"combine: expected 'mean', 'median' or 'weighted', got {combine!r}")
-    crop_size = check_integer(crop_size, "extract_identity: crop_size", low=1, high=MAX_CROP_SIZE)
-    selection = FaceSelection.parse(select)
-    if selection.how == "reference":
-        raise InputError("extract_identity: select='reference' needs a reference identity; use 'largest', "
-                         "'best', 'index:N' or 'all' for source images")
-    device = torch.device(device) if device is not None else _model_device_dtype(arcface)[0]
     timer = timer or StageTimer()
-    groups = [images] if isinstance(images, Tensor) else list(images)
-    crops, scores, found, total = [], [], [], 0
-    for g in groups:
-        g = check_images(g, "extract_identity images", allow_single=True).to(device, torch.float32)
-        with timer.stage("detect"):
-            faces = detector.detect(g).to(device)
-        chosen = faces.select(select_faces(faces, selection))
-        if len(chosen):
-            with timer.stage("align"):
-                crops.append(align_faces(g, chosen, crop_size, align_mode).crops)
-            scores.append(chosen.scores)
-        with_face = set(chosen.frame_index.tolist())
-        found += [total + i for i in range(g.shape[0]) if i in with_face]
-        total += g.shape[0]
-    missing = [i for i in range(total) if i not in set(found)]
-    if not crops:
-        raise NoFaceError(f"extract_identity: no face found in any of the {total} source image(s) (detector "
-                          f"{detector_label(detector)}, selection '{selection}'); use a clearer, larger, frontal "
-                          "photo or lower the detection threshold")
-    if missing and if_no_face == "error":
-        raise NoFaceError(f"extract_identity: no face found in source image(s) {missing} of {total}; remove "
-                          "them or pass if_no_face='skip'")
+    src = _source_faces(arcface, detector, images, crop_size=crop_size, align_mode=align_mode, select=select,
+                        if_no_face=if_no_face, device=device, timer=timer, what="extract_identity")
     with timer.stage("identity"):
-        emb = raw_embeddings(arcface, torch.cat(crops))
+        emb = raw_embeddings(arcface, src.crops)
         latents = F.normalize(emb, p=2, dim=1, eps=1e-12)
-        weights = torch.cat(scores) if combine == "weighted" else None
-        return combine_identities(latents, emb, method=combine, weights=weights)
+        weights = src.scores if combine == "weighted" else None
+        identity = combine_identities(latents, emb, method=combine, weights=weights)
+    identity.meta.update(src.meta)
+    return identity
+
+
+@torch.inference_mode()
+def extract_identities(arcface: nn.Module, detector: FaceDetector, images: Tensor | Sequence[Tensor], *,
+                       crop_size: int = 224, align_mode: str | None = None,
+                       select: str | FaceSelection = "index:0", if_no_face: str = "error",
+                       device: torch.device | str | None = None, timer: StageTimer | None = None) -> list[Identity]:
+    """One :class:`Identity` per chosen source face (``combine = each``), e.g. ``select="index:0,1"`` on a photo
+    of two people gives [person 0, person 1], for a swap that maps source face k onto target face k.
+
+    Order: image by image; within an image the listed face numbers in the order listed ("index:1,0" gives face
+    1 first), for other selections the faces in the selection's numbering order. A listed face missing from an
+    image is a NoFaceError naming it (if_no_face='skip': left out). Each identity's meta records
+    ``source_image``, ``source_face``, ``crop_size`` and ``align_mode``. Arguments as :func:`extract_identity`.
+    """
+    timer = timer or StageTimer()
+    src = _source_faces(arcface, detector, images, crop_size=crop_size, align_mode=align_mode, select=select,
+                        if_no_face=if_no_face, device=device, timer=timer, what="extract_identities", each=True)
+    with timer.stage("identity"):
+        emb = raw_embeddings(arcface, src.crops)
+        latents = F.normalize(emb, p=2, dim=1, eps=1e-12)
+    finite = torch.isfinite(emb).all(1) & (emb.norm(dim=1) > 1e-6)
+    bad = (~finite).nonzero().flatten().tolist()
+    if bad:
+        raise InputError(f"extract_identities: the ArcFace embeddings of source face(s) {bad[:10]} are not "
+                         f"finite or are zero; check the ArcFace model")
+    images_idx, numbers = src.image_index.tolist(), src.face_number.tolist()
+    return [Identity(latents[i].clone(), emb[i].clone(), 1,
+                     {"combine": "each", "source_image": str(images_idx[i]), "source_face": str(numbers[i]),
+                      **src.meta})
+            for i in range(latents.shape[0])]
+
+
+def identity_list(value: object, what: str = "identity") -> list[Identity]:
+    """An identity input as a list: one :class:`Identity` -> [it]; a list/tuple of them (``combine = each``) as a
+    list. Every item is checked (:func:`check_identity`); an empty list is an InputError naming ``what``."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise InputError(f"{what}: an empty list of identities; expected at least one identity")
+    return [check_identity(item, what if len(items) == 1 else f"{what} #{k}") for k, item in enumerate(items)]
+
+
+def _common_meta(identities: Sequence[Identity], key: str, what: str) -> str | None:
+    values = {i.meta.get(key) for i in identities} - {None}
+    if len(values) > 1:
+        shown = ", ".join(f"{chr(ord('a') + k) if k < 26 else k}: {i.meta.get(key, '?')}"
+                          for k, i in enumerate(identities))
+        raise InputError(f"{what}: the identities were made for different {key.replace('_', ' ')}s ({shown}); "
+                         f"blend only identities extracted with the same crop_size (224 pose templates or 512 FFHQ)")
+    return next(iter(values), None)
+
+
+def blend_identities(identities: Sequence[Identity], weights: Sequence[float] | Tensor | None = None, *,
+                     what: str = "blend") -> Identity:
+    """Blend 2..N identities into one: the weighted mean of their unit latents, re-normalised to unit length (the
+    same combination as several source photos, :func:`combine_identities` "weighted"); the raw embeddings are
+    mixed with the same weights. weights: ``[N]`` finite, >= 0, not all zero (default: equal). Identities whose
+    meta records a different ``crop_size`` / ``align_mode`` (224 pose templates vs 512 FFHQ) are refused
+    (InputError), since their latents describe differently aligned faces. Latents are taken on the first
+    identity's device."""
+    items = list(identities)
+    if len(items) < 2:
+        raise InputError(f"{what}: expected at least 2 identities, got {len(items)}")
+    for k, ident in enumerate(items):
+        check_identity(ident, f"{what}: identity #{k}")
+    meta = {"combine": "blend"}
+    for key in ("crop_size", "align_mode"):
+        value = _common_meta(items, key, what)
+        if value is not None:
+            meta[key] = value
+    dev = items[0].latent.device
+    lat = torch.stack([i.latent.detach().reshape(512).float().to(dev) for i in items])
+    emb = torch.stack([i.embedding.detach().reshape(512).float().to(dev) for i in items])
+    w = torch.ones(len(items)) if weights is None else torch.as_tensor(weights, dtype=torch.float32).reshape(-1)
+    if w.numel() != len(items) or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
+        raise InputError(f"{what}: weights must be {len(items)} finite numbers >= 0, not all zero; got "
+                         f"{w.tolist()}")
+    try:
+        out = combine_identities(lat, emb, method="weighted", weights=w)
+    except InputError as exc:
+        raise InputError(f"{what}: {exc}") from None
+    out.num_sources = min(sum(int(i.num_sources) for i, wk in zip(items, w.tolist()) if wk > 0), MAX_NUM_SOURCES)
+    out.meta = meta | {"weights": ",".join(f"{x:g}" for x in w.tolist())}
+    return out

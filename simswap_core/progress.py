@@ -1,6 +1,16 @@
-"""Progress and timing of the pipeline: frame-by-frame progress callbacks and per-stage wall-clock timers."""
+"""Progress and timing of the pipeline: progress callbacks and per-stage wall-clock timers.
+
+Two callbacks, both optional in ``FaceSwapper.swap``:
+
+- ``ProgressFn`` ``progress(done, total)``: whole frames finished (int, each value once, increasing).
+- ``StepFn`` ``on_step(done, total)``: called after EVERY generator call (and after each batch's detection), with
+  ``done`` a float counting the finished fraction of the frame being generated (a 6-face photo advances 1/6 per
+  face). Non-decreasing, may repeat a value. Raising from it (e.g. a cancel) stops the swap within one generator
+  call.
+"""
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -8,6 +18,7 @@ from contextlib import contextmanager
 import torch
 
 ProgressFn = Callable[[int, int], None]
+StepFn = Callable[[float, int], None]
 
 
 class StageTimer:
@@ -58,16 +69,34 @@ def increasing(progress: ProgressFn | None) -> ProgressFn | None:
     return report
 
 
-def frame_progress(progress: ProgressFn | None, start: int, total: int,
-                   per_frame: torch.Tensor) -> Callable[[int], None] | None:
-    """An ``after_batch(faces_done)`` callback for the generator loop: reports, per frame, the frames of the chunk
-    starting at ``start`` whose faces have all been generated (so a progress bar advances frame by frame, and a
-    cancel is seen between generator calls). per_frame: [m] selected faces per frame of the chunk."""
-    if progress is None:
+def frames_done(ends: list[int], faces_done: int) -> float:
+    """Frames of a chunk finished when ``faces_done`` faces are generated, with the fraction of the frame in
+    progress: ends[j] = faces generated once frame j is complete (cumulative selected faces per frame)."""
+    whole = bisect.bisect_right(ends, faces_done)  # frames whose last face is done (frames without faces too)
+    if whole >= len(ends):
+        return float(len(ends))
+    begin = ends[whole - 1] if whole else 0
+    size = ends[whole] - begin
+    return whole + (faces_done - begin) / size if size > 0 else float(whole)
+
+
+def frame_progress(progress: ProgressFn | None, start: int, total: int, per_frame: torch.Tensor,
+                   on_step: StepFn | None = None) -> Callable[[int], None] | None:
+    """An ``after_batch(faces_done)`` callback for the generator loop of the chunk starting at frame ``start``.
+
+    progress(done, total) gets the whole frames whose faces have all been generated (frame by frame); on_step(done,
+    total) is called after every generator call with the fractional count (so a single photo's bar advances face
+    by face and a cancel raised there is seen between generator calls). per_frame: [m] selected faces per frame
+    of the chunk."""
+    if progress is None and on_step is None:
         return None
     ends = torch.cumsum(per_frame, 0).tolist()  # faces generated when each frame's last face is done
 
     def after_batch(faces_done: int) -> None:
-        progress(min(start + sum(1 for e in ends if e <= faces_done), total), total)
+        done = frames_done(ends, faces_done)
+        if progress is not None:
+            progress(min(start + int(done), total), total)
+        if on_step is not None:
+            on_step(min(start + done, float(total)), total)
 
     return after_batch

@@ -1,10 +1,11 @@
 """The batched face-swap pipeline. Stages, in order, each a method of ``FaceSwapper`` returning a typed record:
 
     detect  frames [B,3,H,W]                       -> DetectedFaces (every face; skipped when faces are given)
-    choose  + selection (all/largest/index/ref)    -> ChosenFaces (selected faces; reference crops kept)
+    choose  + gender filter, selection             -> ChosenFaces (selected faces, identity per face, why a frame
+                                                      has none; reference crops kept)
     track   + tracking.LandmarkSmoother (video)    -> ChosenFaces (steadied points, track_id)
     align   + crop size / template                 -> AlignedFaces (crops [F,3,S,S], frame->crop matrices)
-    generate + identity latent [512]               -> swapped crops [F,3,S,S]
+    generate + identity latents [F,512]            -> swapped crops [F,3,S,S] (+ optional face restorer, blended)
     mask    + masks.MaskSpec                       -> crop masks [F,1,S,S] (None = paste's own box)
     paste   + paste mode, colour match             -> frames [B,3,H,W], frame mask [B,1,H,W]
 
@@ -20,37 +21,75 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 
 from .align import MAX_CROP_SIZE, AlignedFaces, align_faces
-from .checks import check_images, check_integer
+from .checks import check_images, check_integer, check_number
 from .detection.base import FaceDetector, detector_label
-from .detection.select import FaceSelection, select_faces
+from .detection.select import FaceSelection, assign_identities, select_faces
 from .errors import InputError, NoFaceError
 from .faces import DetectedFaces
-from .identity import Identity, check_identity, extract_identity, reference_distance
+from .identity import Identity, check_identity, extract_identity, identity_latent, reference_distance
 from .io.frames import frame_ranges
 from .masks import OFFICIAL_REGIONS, MaskSpec, build_crop_masks, official_parsing_crop_masks
 from .paste import PASTE_MODES, paste_faces
-from .progress import ProgressFn, StageTimer, frame_progress, increasing
+from .progress import ProgressFn, StageTimer, StepFn, frame_progress, increasing
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+GENDERS = ("any", "female", "male")  # GenderAgeEstimator codes: 0 = female, 1 = male
+
+
+class Restorer(Protocol):
+    """A face restorer (``simswap_core.restore.FaceRestorer`` or any callable like it): crops [F,3,S,S] float RGB
+    [0,1] -> restored crops of the same shape and device, float RGB [0,1]."""
+
+    def __call__(self, crops: torch.Tensor) -> torch.Tensor: ...
+
+
+class GenderModel(Protocol):
+    """A gender estimator (``simswap_core.detection.genderage.GenderAgeEstimator`` or anything like it):
+    predict(frames [B,3,H,W] RGB [0,1], faces) -> (gender [F] long, 0 = female / 1 = male; age [F] float)."""
+
+    def predict(self, frames: torch.Tensor, faces: DetectedFaces) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def restore_blend(swapped: torch.Tensor, restorer: Restorer, visibility: float) -> torch.Tensor:
+    """Generator outputs [F,3,S,S] RGB [0,1] through ``restorer``, blended: visibility 0 = unchanged, 1 = fully
+    restored (lerp). The restorer's output is checked (same shape, finite) and clamped to [0,1]."""
+    if visibility <= 0 or swapped.shape[0] == 0:
+        return swapped
+    restored = restorer(swapped)
+    if not isinstance(restored, torch.Tensor) or tuple(restored.shape) != tuple(swapped.shape):
+        shape = tuple(restored.shape) if isinstance(restored, torch.Tensor) else type(restored).__name__
+        raise InputError(f"restorer: expected restored crops of shape {tuple(swapped.shape)} (same size as its "
+                         f"input), got {shape}")
+    restored = restored.to(swapped.device, torch.float32)
+    if not torch.isfinite(restored).all():
+        raise InputError("restorer: the restored faces contain NaN or infinite values; check the restoration model")
+    restored = restored.clamp(0.0, 1.0)
+    return restored if visibility >= 1 else torch.lerp(swapped, restored, float(visibility))
 
 
 def run_generator(generator: torch.nn.Module, crops: torch.Tensor, latents: torch.Tensor, *,
                   batch_size: int, precision: str = "fp32",
-                  after_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+                  after_batch: Callable[[int], None] | None = None,
+                  post: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """G over faces in batches: crops [F,3,S,S] RGB [0,1], latents [F,512] unit-norm -> [F,3,S,S] float32 [0,1].
 
-    after_batch(faces_done) is called after each generator call (progress, cancellation)."""
+    post(swapped batch) -> batch is applied to each generator output (e.g. face restoration), so a cancel is
+    still seen after every call. after_batch(faces_done) is called after each generator call (progress,
+    cancellation)."""
     out = torch.empty(crops.shape, dtype=torch.float32, device=crops.device)  # NCHW whatever the input format
     dtype = PRECISIONS[precision]
     ctx = torch.autocast(device_type=crops.device.type, dtype=dtype) if dtype is not None else nullcontext()
     for i in range(0, crops.shape[0], batch_size):
         with ctx:
             y = generator(crops[i:i + batch_size], latents[i:i + batch_size])
-        out[i:i + batch_size] = y.float()
+        y = y.float()
+        out[i:i + batch_size] = y if post is None else post(y.contiguous())
         if after_batch is not None:
             after_batch(min(i + batch_size, crops.shape[0]))
     return out
@@ -70,6 +109,12 @@ class SwapOptions:
     if_no_face: str = "error"
     face_batch_size: int = 1
     smoothing: Callable[[DetectedFaces], DetectedFaces] | None = None
+    identities: list[Identity] = field(default_factory=list)
+    identity_strength: float = 1.0
+    gender: str = "any"
+    gender_model: GenderModel | None = None
+    restorer: Restorer | None = None
+    restore_visibility: float = 1.0
 
     @property
     def official_parsing(self) -> bool:
@@ -83,15 +128,45 @@ class ChosenFaces:
 
     faces: the selected faces (frame order; ``track_id`` set when tracked). detected: every face found.
     aligned: the selected faces' aligned crops when the choice already needed them (reference matching), else None.
+    slots: [F] int64, which identity of the swap's list each selected face gets (None = identity 0 for all).
+    reasons: {frame of the batch: why no face was selected there} for the frames left without a face.
     """
 
     faces: DetectedFaces
     detected: DetectedFaces
     aligned: AlignedFaces | None = None
+    slots: torch.Tensor | None = None
+    reasons: dict[int, str] = field(default_factory=dict)
 
     def per_frame(self) -> torch.Tensor:
         """[B] selected faces per frame of the batch."""
         return torch.bincount(self.faces.frame_index, minlength=self.faces.num_frames)
+
+
+class FramesWithoutFaceError(NoFaceError):
+    """NoFaceError of ``swap(if_no_face="error")``: frames (indices in the swap's input) where nothing would be
+    swapped, reasons (one per frame, see ``SwapResult.no_face_reasons``), total (frames of the call), detector
+    (its label), so a caller (e.g. a ComfyUI node) can word its own message."""
+
+    def __init__(self, message: str, frames: list[int], reasons: list[str], total: int, detector: str):
+        super().__init__(message)
+        self.frames, self.reasons, self.total, self.detector = frames, reasons, total, detector
+
+
+def describe_skipped(frames: Sequence[int], reasons: Sequence[str], limit: int = 10) -> str:
+    """'frame 0: no face detected' / 'frames 1, 4, 7, ... (120 in all): no face detected; frame 9: ...': the frames
+    where nothing was swapped grouped by reason (frame numbers from 0; long lists shortened; at most 4 reasons)."""
+    groups: dict[str, list[int]] = {}
+    for f, r in zip(frames, reasons):
+        groups.setdefault(r, []).append(int(f))
+    parts = [f"frame{'s' if len(fs) > 1 else ''} {_short_list(fs, limit)}: {r}" for r, fs in list(groups.items())[:4]]
+    if len(groups) > 4:
+        parts.append(f"... ({len(groups) - 4} more reasons)")
+    return "; ".join(parts)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -105,6 +180,10 @@ class SwapResult:
     swapped: [F,3,S,S] float32 RGB [0,1] generator outputs, in the same order as `faces`.
     detected: every face the detector found (before selection).
     frames_without_face: indices of frames where no face was swapped.
+    no_face_reasons: why, one short text per entry of ``frames_without_face`` (e.g. "no face detected",
+        "face_index 9 not found: 6 faces, numbered 0-5 (left-right)", "no face matched the reference (closest
+        distance 0.412, threshold 0.03)", "2 faces detected, none female (gender filter)").
+    identity_slots: [F] int64, which identity of the list passed to ``swap`` each swapped face got.
     """
 
     images: torch.Tensor
@@ -114,6 +193,25 @@ class SwapResult:
     swapped: torch.Tensor
     detected: DetectedFaces | None = None
     frames_without_face: list[int] = field(default_factory=list)
+    no_face_reasons: list[str] = field(default_factory=list)
+    identity_slots: torch.Tensor | None = None
+
+    def reasons_by_frame(self) -> dict[int, str]:
+        """{frame index: why nothing was swapped there} (frames where a face was swapped are absent)."""
+        reasons = self.no_face_reasons or ["no face selected"] * len(self.frames_without_face)
+        return dict(zip(self.frames_without_face, reasons))
+
+    def summary(self) -> str:
+        """One line for a person: 'swapped 6 faces in 1 frame' or 'swapped 3 faces in 2 of 3 frames; nothing
+        swapped in frame 1: no face detected' (long frame lists shortened)."""
+        n = int(self.images.shape[0])
+        hit = n - len(self.frames_without_face)
+        text = f"swapped {_plural(len(self.faces), 'face')} in " + (_plural(n, "frame") if hit == n else
+                                                                      f"{hit} of {_plural(n, 'frame')}")
+        if self.frames_without_face:
+            by_frame = self.reasons_by_frame()
+            text += "; nothing swapped in " + describe_skipped(list(by_frame), list(by_frame.values()))
+        return text
 
     @staticmethod
     def concat(parts: Sequence[SwapResult]) -> SwapResult:
@@ -132,16 +230,22 @@ class SwapResult:
             swapped=torch.cat([p.swapped for p in parts]),
             detected=DetectedFaces.concat([d for d in detected if d is not None])
             if all(d is not None for d in detected) else None,
-            frames_without_face=[o + i for o, p in zip(offsets, parts) for i in p.frames_without_face])
+            frames_without_face=[o + i for o, p in zip(offsets, parts) for i in p.frames_without_face],
+            no_face_reasons=[r for p in parts for r in (p.no_face_reasons or
+                                                       ["no face selected"] * len(p.frames_without_face))],
+            identity_slots=torch.cat([p.identity_slots if p.identity_slots is not None else
+                                      torch.zeros(len(p.faces), dtype=torch.int64, device=p.images.device)
+                                      for p in parts]))
 
 
 # ------------------------------------------------------------------------------------------ the pipeline
 
 class FaceSwapper:
-    """SimSwap on batches of frames with one identity.
+    """SimSwap on batches of frames with one identity (or several, mapped onto several target faces).
 
-    generator: SimSwap G (`load_generator`), arcface: SimSwap ArcFace (`load_arcface`), detector: a FaceDetector
-    (`load_detector`), parser: BiSeNet face parser (needed only for parsing masks).
+    generator: SimSwap G (`load_generator`), arcface: SimSwap ArcFace (`load_arcface`; may be None when no
+    reference selection, identity strength != 1 or identity extraction is asked of this swapper), detector: a
+    FaceDetector (`load_detector`), parser: BiSeNet face parser (needed only for parsing masks).
     device: where everything runs (default: the generator's device). crop_size: 224 or 512 (default: the
     generator's `crop_size` attribute, else 224). align_mode: None -> "none" for 224, "ffhq" for 512.
     precision: "fp32", "bf16" or "fp16" (autocast for the generator only; fp32 everywhere else).
@@ -150,7 +254,7 @@ class FaceSwapper:
     on the CPU (no gain there; outputs differ from NCHW by < 1e-5).
     """
 
-    def __init__(self, generator: torch.nn.Module, arcface: torch.nn.Module, detector: FaceDetector, *,
+    def __init__(self, generator: torch.nn.Module, arcface: torch.nn.Module | None, detector: FaceDetector, *,
                  parser: torch.nn.Module | None = None,
                  device: torch.device | str | None = None, crop_size: int | None = None,
                  align_mode: str | None = None, precision: str = "fp32", channels_last: bool | None = None):
@@ -164,7 +268,7 @@ class FaceSwapper:
         if channels_last is None:
             channels_last = self.device.type != "cpu" or precision != "fp32"
         self.channels_last = bool(channels_last)
-        self.arcface = arcface.to(self.device).eval()
+        self.arcface = arcface.to(self.device).eval() if arcface is not None else None
         self.parser = parser.to(self.device).eval() if isinstance(parser, torch.nn.Module) else parser
         self.detector = detector
         self.crop_size = check_integer(crop_size or getattr(generator, "crop_size", None) or 224, "crop_size",
@@ -179,20 +283,69 @@ class FaceSwapper:
         with self.timer.stage("detect"):
             return self.detector.detect(frames).to(self.device)
 
+    def filter_gender(self, frames: torch.Tensor, detected: DetectedFaces, opts: SwapOptions) -> DetectedFaces:
+        """The faces of the wanted gender (all of them for gender "any"), before the selection numbers them."""
+        if opts.gender == "any" or not len(detected):
+            return detected
+        assert opts.gender_model is not None, "gender != 'any' needs gender_model= (checked by _options)"
+        with self.timer.stage("gender"):
+            gender, _age = opts.gender_model.predict(frames, detected)
+        gender = torch.as_tensor(gender).to(detected.device).reshape(-1)
+        if gender.shape[0] != len(detected):
+            raise InputError(f"gender_model: predict() returned {gender.shape[0]} genders for {len(detected)} faces")
+        return detected.select(gender.long() == GENDERS.index(opts.gender) - 1)
+
     def choose(self, frames: torch.Tensor, detected: DetectedFaces, opts: SwapOptions) -> ChosenFaces:
-        """The faces to swap; for a reference selection, every face is aligned and compared with the reference."""
-        if not len(detected):
-            return ChosenFaces(detected, detected)
+        """The faces to swap (gender filter, then the selection); for a reference selection, every candidate is
+        aligned and compared with the reference. Frames left without a face get a reason."""
+        candidates = self.filter_gender(frames, detected, opts)
         aligned_all = dist = None
-        if opts.selection.how == "reference":
-            assert opts.reference is not None, "select='reference' needs reference= (checked by _options)"
-            aligned_all = self.align(frames, detected)
+        if opts.selection.how == "reference" and len(candidates):
+            assert opts.reference is not None and self.arcface is not None, "checked by _options"
+            aligned_all = self.align(frames, candidates)
             with self.timer.stage("identity"):
                 dist = reference_distance(self.arcface, aligned_all.crops, opts.reference)
-        keep = select_faces(detected, opts.selection, reference_distance=dist)
+        keep = select_faces(candidates, opts.selection, reference_distance=dist)
         keep = keep.nonzero().flatten() if keep.dtype == torch.bool else keep
-        order = keep[torch.argsort(detected.frame_index[keep], stable=True)]     # frame order, like select()
-        return ChosenFaces(detected.select(keep), detected, None if aligned_all is None else aligned_all.select(order))
+        order = keep[torch.argsort(candidates.frame_index[keep], stable=True)]     # frame order, like select()
+        chosen = candidates.select(keep)
+        slots = assign_identities(candidates, opts.selection, order, max(len(opts.identities), 1))
+        per_frame = torch.bincount(chosen.frame_index, minlength=chosen.num_frames)
+        empty = (per_frame == 0).nonzero().flatten().tolist()
+        reasons = self._reasons(empty, detected, candidates, dist, opts) if empty else {}
+        return ChosenFaces(chosen, detected, None if aligned_all is None else aligned_all.select(order), slots,
+                           reasons)
+
+    def _reasons(self, frames: list[int], detected: DetectedFaces, candidates: DetectedFaces,
+                 dist: torch.Tensor | None, opts: SwapOptions) -> dict[int, str]:
+        """{frame of the batch: why no face was selected there} for the given empty frames (a few numbers per
+        frame, read once: this runs only for frames where nothing is swapped)."""
+        n = detected.num_frames
+        found = torch.bincount(detected.frame_index, minlength=n).tolist()
+        left = torch.bincount(candidates.frame_index, minlength=n).tolist()
+        sel = opts.selection
+        closest: list[float] = []
+        if dist is not None and len(candidates):
+            closest = torch.full((n,), float("inf"), device=dist.device).scatter_reduce(
+                0, candidates.frame_index.to(dist.device), dist.float(), "amin").tolist()
+        out = {}
+        for i in frames:
+            if found[i] == 0:
+                out[i] = "no face detected"
+            elif left[i] == 0:
+                out[i] = f"{_plural(found[i], 'face')} detected, none {opts.gender} (gender filter)"
+            elif sel.how == "index":
+                k = left[i]
+                numbers = "0" if k == 1 else f"0-{k - 1}"
+                out[i] = (f"face_index {','.join(map(str, sel.indices))} not found: the frame has "
+                          f"{_plural(k, 'face')}{' of that gender' if opts.gender != 'any' else ''}, numbered "
+                          f"{numbers} ({sel.order})")
+            elif sel.how == "reference":
+                d = f"closest distance {closest[i]:.3f}, " if closest and closest[i] != float("inf") else ""
+                out[i] = f"no face matched the reference ({d}threshold {sel.threshold:g})"
+            else:
+                out[i] = f"faces detected but none matched the selection '{sel}'"
+        return out
 
     def track(self, chosen: ChosenFaces, opts: SwapOptions) -> ChosenFaces:
         """Steadied landmarks of tracked faces (``opts.smoothing``); the crops must then follow the new points."""
@@ -207,14 +360,38 @@ class FaceSwapper:
         with self.timer.stage("align"):
             return align_faces(frames, faces, self.crop_size, self.align_mode)
 
+    def latents(self, aligned: AlignedFaces, latent: torch.Tensor, slots: torch.Tensor | None,
+                opts: SwapOptions) -> torch.Tensor:
+        """[F,512] unit-norm latents fed to the generator: latent [K,512] (one row per identity) indexed by slots
+        [F] (None = row 0), then with identity_strength s != 1: normalize(lerp(target's own latent, source, s))
+        (s = 0: the target's own identity; s = 1: the source exactly, without computing the target latent)."""
+        f = len(aligned)
+        out = latent[slots.to(latent.device)] if slots is not None and latent.shape[0] > 1 \
+            else latent[:1].expand(f, -1)
+        if opts.identity_strength == 1.0 or f == 0:
+            return out
+        assert self.arcface is not None, "checked by _extra_options"
+        with self.timer.stage("identity"):
+            own = identity_latent(self.arcface, aligned.crops).to(out.device, torch.float32)
+        return F.normalize(torch.lerp(own, out, opts.identity_strength), p=2, dim=1)
+
     def generate(self, aligned: AlignedFaces, latent: torch.Tensor, opts: SwapOptions,
                  after_batch: Callable[[int], None] | None = None) -> torch.Tensor:
-        """Swapped crops [F,3,S,S] RGB [0,1]: the generator on the aligned crops with the identity latent [1,512]."""
+        """Swapped crops [F,3,S,S] RGB [0,1]: the generator on the aligned crops with the identity latents [F,512]
+        (or [1,512], the same for every face); with a restorer, each generator batch is restored and blended
+        (``restore_visibility``) before anything else sees it."""
         with self.timer.stage("generate"):
             crops = aligned.crops.contiguous(memory_format=torch.channels_last) if self.channels_last \
                 else aligned.crops
+            post = None
+            if opts.restorer is not None and opts.restore_visibility > 0:
+                restorer, visibility = opts.restorer, opts.restore_visibility
+
+                def post(y: torch.Tensor) -> torch.Tensor:
+                    return restore_blend(y, restorer, visibility)
             return run_generator(self.generator, crops, latent.expand(len(aligned), -1),
-                                 batch_size=opts.face_batch_size, precision=self.precision, after_batch=after_batch)
+                                 batch_size=opts.face_batch_size, precision=self.precision, after_batch=after_batch,
+                                 post=post)
 
     def mask(self, aligned: AlignedFaces, opts: SwapOptions) -> torch.Tensor | None:
         """Crop masks [F,1,S,S] of the spec (with the official parsing paste: SimSwap's own parsing mask)."""
@@ -238,18 +415,22 @@ class FaceSwapper:
     def extract_identity(self, images: torch.Tensor | list[torch.Tensor], *, select: str | FaceSelection = "largest",
                          combine: str = "mean", if_no_face: str = "error") -> Identity:
         """``identity.extract_identity`` with this swapper's encoder, detector, crop size, template and device."""
+        if self.arcface is None:
+            raise InputError("extract_identity needs the ArcFace encoder: FaceSwapper(generator, arcface, ...)")
         return extract_identity(self.arcface, self.detector, images, crop_size=self.crop_size,
                                 align_mode=self.align_mode, select=select, combine=combine, if_no_face=if_no_face,
                                 device=self.device, timer=self.timer)
 
     # -- swap -----------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def swap(self, frames: torch.Tensor, identity: Identity, *, faces: DetectedFaces | None = None,
-             select: str | FaceSelection = "all",
+    def swap(self, frames: torch.Tensor, identity: Identity | Sequence[Identity], *,
+             faces: DetectedFaces | None = None, select: str | FaceSelection = "all",
              mask: MaskSpec | None = None, paste_mode: str = "default", color_match: bool = False,
              reference: Identity | None = None, if_no_face: str = "error", batch_size: int = 16,
              face_batch_size: int | None = None, smoothing: Callable[[DetectedFaces], DetectedFaces] | None = None,
-             progress: ProgressFn | None = None) -> SwapResult:
+             progress: ProgressFn | None = None, on_step: StepFn | None = None, identity_strength: float = 1.0,
+             gender: str = "any", gender_model: GenderModel | None = None, restorer: Restorer | None = None,
+             restore_visibility: float = 1.0) -> SwapResult:
         """Swap `identity` into the selected faces of frames [N,3,H,W] RGB [0,1].
 
         faces: faces already detected on these frames (e.g. by a preview step; DetectedFaces of all N frames), so
@@ -260,38 +441,81 @@ class FaceSwapper:
         "keep" returns it unchanged (mask zero). batch_size: frames per detection batch. face_batch_size: faces
         per generator call; None = ``batch_size`` on a GPU, 1 on the CPU (where a larger generator batch is slower
         per face; see bench/README.md). smoothing: a tracking.LandmarkSmoother for video frames (consecutive
-        frames, in order; it keeps its tracks across calls). progress(done, total) is called frame by frame.
+        frames, in order; it keeps its tracks across calls). progress(done, total) is called frame by frame;
+        on_step(done: float, total) after every generator call with the fraction of the frame in progress (a
+        cancel raised there stops the swap within one generator call; see progress.py).
+
+        identity: one Identity, or a sequence of them (several sources -> several targets): with
+        select="index:a,b,..." identity k goes to the k-th listed face (cycled when fewer identities than faces);
+        with "all" the face numbered r gets identity r (cycled); other selections use identity 0
+        (``detection.select.assign_identities``). identity_strength in [0, 2]: 1 = the source identity (exactly
+        as without it), 0 = the target's own identity, between/above: normalize(lerp(target, source, s)).
+        gender: "any" | "female" | "male" keeps only faces of that gender (gender_model.predict, e.g. a
+        ``detection.genderage.GenderAgeEstimator``) BEFORE the selection numbers them. restorer: a face restorer
+        (``restore.FaceRestorer`` or any callable crops -> crops) applied to the generator outputs before masks and
+        paste-back, blended by restore_visibility (0 = unchanged, 1 = fully restored).
+        Frames where nothing is swapped are listed in ``SwapResult.frames_without_face`` with a reason each
+        (``no_face_reasons``); with if_no_face="error" a ``FramesWithoutFaceError`` (a NoFaceError) names them.
         """
         frames = check_images(frames, "swap frames", allow_single=True)
         opts = self._options(identity, select, mask, paste_mode, color_match, reference, if_no_face, batch_size,
                              face_batch_size, smoothing)
+        self._extra_options(opts, identity_strength, gender, gender_model, restorer, restore_visibility)
         n = frames.shape[0]
         if faces is not None:
             if not isinstance(faces, DetectedFaces):
                 raise InputError(f"faces: expected the DetectedFaces of these {n} frame(s), got {type(faces).__name__}")
             faces.check_matches(frames)
-        if progress is not None and not callable(progress):
-            raise InputError(f"progress: expected a callable progress(done, total) or None, got "
-                             f"{type(progress).__name__}")
-        latent = identity.latent.to(self.device, torch.float32).reshape(1, -1)
+        for name, fn in (("progress", progress), ("on_step", on_step)):
+            if fn is not None and not callable(fn):
+                raise InputError(f"{name}: expected a callable {name}(done, total) or None, got {type(fn).__name__}")
+        latent = torch.stack([i.latent.to(self.device, torch.float32).reshape(-1) for i in opts.identities])
         progress = increasing(progress)
         parts = []
         for start, stop in frame_ranges(n, batch_size):
             chunk = frames[start:stop].to(self.device, torch.float32)
             detected = self.detect(chunk) if faces is None else faces.frames(start, stop).to(self.device)
+            if on_step is not None:
+                on_step(float(start), n)  # a cancel point after each batch's detection
             chosen = self.track(self.choose(chunk, detected, opts), opts)
             per_frame = chosen.per_frame()
             without = self._frames_without_face(chosen, per_frame, start, n, opts)
             aligned = chosen.aligned or self.align(chunk, chosen.faces)
-            swapped = self.generate(aligned, latent, opts, frame_progress(progress, start, n, per_frame))
+            latents = self.latents(aligned, latent, chosen.slots, opts)
+            swapped = self.generate(aligned, latents, opts, frame_progress(progress, start, n, per_frame, on_step))
             out, frame_mask = self.paste(chunk, swapped, aligned, self.mask(aligned, opts), opts)
             out_device = frames.device
+            slots = chosen.slots if chosen.slots is not None else torch.zeros(len(chosen.faces), dtype=torch.int64)
             parts.append(SwapResult(out.to(out_device), frame_mask.to(out_device), chosen.faces.to(out_device),
                                     aligned.to(out_device), swapped.to(out_device), detected.to(out_device),
-                                    without))
+                                    without, [chosen.reasons.get(i, "no face selected") for i in without],
+                                    slots.to(out_device)))
             if progress is not None:
                 progress(stop, n)
+            if on_step is not None:
+                on_step(float(stop), n)
         return SwapResult.concat(parts)
+
+    def _extra_options(self, opts: SwapOptions, identity_strength: Any, gender: Any, gender_model: Any,
+                       restorer: Any, restore_visibility: Any) -> None:
+        """Checks of the identity strength, gender filter and restoration settings, stored into ``opts``."""
+        opts.identity_strength = check_number(identity_strength, "identity_strength", low=0.0, high=2.0)
+        if opts.identity_strength != 1.0 and self.arcface is None:
+            raise InputError("identity_strength != 1 needs the ArcFace encoder (the target face's own identity is "
+                             "mixed in): FaceSwapper(generator, arcface, ...)")
+        if gender not in GENDERS:
+            raise InputError(f"gender: expected one of {', '.join(GENDERS)}, got {gender!r}")
+        if gender != "any" and gender_model is None:
+            raise InputError(f"gender: keeping only {gender} faces needs a gender model (gender_model=, e.g. "
+                             "detection.genderage.load_genderage(path)); use gender='any' without one")
+        if gender_model is not None and not callable(getattr(gender_model, "predict", None)):
+            raise InputError(f"gender_model: expected an object with predict(frames, faces) (a GenderAgeEstimator), "
+                             f"got {type(gender_model).__name__}")
+        if restorer is not None and not callable(restorer):
+            raise InputError(f"restorer: expected a face restorer (callable crops -> crops) or None, got "
+                             f"{type(restorer).__name__}")
+        opts.restore_visibility = check_number(restore_visibility, "restore_visibility", low=0.0, high=1.0)
+        opts.gender, opts.gender_model, opts.restorer = gender, gender_model, restorer
 
     def _options(self, identity, select, mask, paste_mode, color_match, reference, if_no_face, batch_size,
                  face_batch_size, smoothing) -> SwapOptions:
@@ -313,11 +537,18 @@ class FaceSwapper:
             raise InputError(f"color_match: expected True or False, got {type(color_match).__name__} {color_match!r}")
         if smoothing is not None and not callable(smoothing):
             raise InputError(f"smoothing: expected a tracking.LandmarkSmoother or None, got {type(smoothing).__name__}")
-        check_identity(identity, "identity")
+        if isinstance(identity, (list, tuple)):
+            if not identity:
+                raise InputError("identity: an empty list of identities; expected at least one Identity")
+            identities = [check_identity(item, f"identity #{k}") for k, item in enumerate(identity)]
+        else:
+            identities = [check_identity(identity, "identity")]
         if reference is not None:
             check_identity(reference, "reference")
         opts = SwapOptions(FaceSelection.parse(select), mask, paste_mode, bool(color_match), reference, if_no_face,
-                           face_batch_size, smoothing)
+                           face_batch_size, smoothing, identities)
+        if opts.selection.how == "reference" and self.arcface is None:
+            raise InputError("select='reference' needs the ArcFace encoder: FaceSwapper(generator, arcface, ...)")
         if opts.selection.how == "reference" and reference is None:
             raise InputError("select='reference' needs reference=Identity of the person to replace "
                              "(FaceSwapper.extract_identity of a photo of them)")
@@ -334,12 +565,12 @@ class FaceSwapper:
         """Frames of the batch (indices within it) without a selected face; NoFaceError when that is an error."""
         empty = (per_frame == 0).nonzero().flatten().tolist()
         if empty and opts.if_no_face == "error":
-            found = torch.bincount(chosen.detected.frame_index, minlength=per_frame.shape[0])
-            detail = "no face detected" if all(int(found[i]) == 0 for i in empty) else \
-                f"faces detected but none matched the selection '{opts.selection}'"
-            raise NoFaceError(f"{detail} in frame(s) {_short_list([start + i for i in empty])} of {total} (detector "
-                              f"{detector_label(self.detector)}); pass if_no_face='keep' to return such frames "
-                              "unchanged")
+            frames = [start + i for i in empty]
+            reasons = [chosen.reasons.get(i, "no face selected") for i in empty]
+            label = detector_label(self.detector)
+            raise FramesWithoutFaceError(
+                f"nothing to swap in {describe_skipped(frames, reasons)} (of {_plural(total, 'frame')}; detector "
+                f"{label}); pass if_no_face='keep' to return such frames unchanged", frames, reasons, total, label)
         return empty
 
 

@@ -101,6 +101,16 @@ def photo_paths() -> dict[str, Path]:
     return {"t1.jpg": t1, "astronaut.png": astronaut}
 
 
+def _model_clutter():
+    """tests/model_clutter.py, importable whether this module was imported from tests/ or by a script."""
+    tests = str(Path(__file__).resolve().parent)
+    if tests not in sys.path:
+        sys.path.append(tests)
+    import model_clutter
+
+    return model_clutter
+
+
 def write_seeded_parser(path: Path, seed: int = 1234) -> Path:
     """A BiSeNet state dict with reproducible random weights (stand-in for 79999_iter.pth, which is not on PyPI)."""
     import torch
@@ -132,13 +142,20 @@ class ComfyServer:
         self.proc: subprocess.Popen | None = None
         self.client_id = uuid.uuid4().hex
         self.model_files: dict[str, Path] = {}
+        self.clutter: dict[str, Path] = {}  # other packs' model files in the model folders (model_clutter.py)
 
     # ------------------------------------------------------------------ setup
-    def prepare(self) -> None:
+    def prepare(self, seed_models: bool = True) -> None:
+        """Folders, the pack link and the photos; ``seed_models=False`` leaves the model folders EMPTY (a ComfyUI
+        without the weights, e.g. for the frontend's missing-models dialog)."""
         for d in (self.input_dir, self.output_dir, self.temp_dir, self.user_dir, self.custom_nodes_dir,
-                  self.models_dir / "simswap" / "identities", self.models_dir / "insightface"):
+                  self.models_dir / "simswap" / "identities", self.models_dir / "insightface",
+                  self.models_dir / "facerestore_models", self.models_dir / "upscale_models"):
             d.mkdir(parents=True, exist_ok=True)
         (self.custom_nodes_dir / PACK_NAME).symlink_to(REPO, target_is_directory=True)
+        if not seed_models:
+            self._copy_photos_and_paths()
+            return
         from simswap_core.models.seeded import write_seeded_checkpoints
 
         self.model_files = {k: Path(v) for k, v in write_seeded_checkpoints(self.models_dir / "simswap").items()}
@@ -147,12 +164,21 @@ class ComfyServer:
         shutil.copyfile(self.model_files["arcface"], official_arcface)
         self.model_files["arcface_official"] = official_arcface
         self.model_files["parser"] = write_seeded_parser(self.models_dir / "simswap" / "79999_iter.pth")
+        # what a ReActor / insightface install leaves next to them (the model lists must leave it out): ONNX
+        # models with the signatures of inswapper_128, w600k_r50, genderage, 1k3d68, 2d106det; unofficial names
+        self.clutter = {**_model_clutter().write_insightface_clutter(self.models_dir / "insightface"),
+                        **_model_clutter().write_torch_clutter(self.models_dir / "simswap")}
+        self._copy_photos_and_paths()
+
+    def _copy_photos_and_paths(self) -> None:
         for name, src in photo_paths().items():
             shutil.copyfile(src, self.input_dir / name)
         yaml = (f"simswap_tests:\n"
                 f"    custom_nodes: {self.custom_nodes_dir}\n"
                 f"    simswap: {self.models_dir / 'simswap'}\n"
-                f"    insightface: {self.models_dir / 'insightface'}\n")
+                f"    insightface: {self.models_dir / 'insightface'}\n"
+                f"    facerestore_models: {self.models_dir / 'facerestore_models'}\n"  # restoration tests
+                f"    upscale_models: {self.models_dir / 'upscale_models'}\n")
         (self.root / "extra_model_paths.yaml").write_text(yaml)
 
     def start(self) -> None:

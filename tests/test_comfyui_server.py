@@ -9,7 +9,7 @@ from comfy_harness import PACK_NAME, object_info, server, use_comfy_api  # noqa:
 
 use_comfy_api()  # the pack's V3 node classes are imported here too (to compare with /object_info)
 
-CORE_TYPES = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+CORE_TYPES = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "UPSCALE_MODEL", "*"}  # *: any
 
 
 def choices(info: dict, node: str, name: str) -> list:
@@ -66,9 +66,9 @@ def test_model_folders_and_lists(server, object_info):
     assert det[0] == "yunet (offline default)"
     # identities are not offered as generators; a new file in the yaml-configured folder shows up at once
     assert not any(n.startswith("identities") for n in gen)
-    extra = server.models_dir / "insightface" / "models" / "buffalo_test" / "det_10g.onnx"
-    extra.parent.mkdir(parents=True, exist_ok=True)
-    extra.write_bytes(b"not really an onnx file")
+    from model_clutter import write_scrfd_like  # an ONNX file with an SCRFD detector's inputs/outputs
+
+    extra = write_scrfd_like(server.models_dir / "insightface" / "models" / "buffalo_test" / "det_10g.onnx")
     try:
         det = choices(server.object_info(), "SimSwapDetectorLoader", "detector")
         assert "insightface/models/buffalo_test/det_10g.onnx" in det
@@ -170,14 +170,17 @@ def test_missing_model_file_is_a_node_error(server):
     assert_server_still_works(server)
 
 
-def test_broken_model_file_is_an_execution_error(server):
+def test_broken_model_file_is_refused_naming_it(server):
+    """A file that is not a generator is left out of the list (its header is read); a workflow naming it anyway
+    is refused before anything runs, saying what the file is."""
     path = server.models_dir / "simswap" / "broken_net_G.pth"
     path.write_bytes(b"this is not a checkpoint" * 10)
     try:
-        entry = server.run({**loaders(gen="broken_net_G.pth"), **swap_prompt(["src", 0])}, expect="error")
-        err = execution_error(entry)
-        assert err["node_id"] == "g" and err["node_type"] == "SimSwapGeneratorLoader"
-        assert "broken_net_G.pth" in err["exception_message"], err["exception_message"]
+        assert "broken_net_G.pth" not in choices(server.object_info(), "SimSwapGeneratorLoader", "generator_name")
+        status, data = server.queue({**loaders(gen="broken_net_G.pth"), **swap_prompt(["src", 0])})
+        assert status == 400, data
+        errs = data["node_errors"]["g"]["errors"]
+        assert any(is_not_in_list_error(e, "generator_name", "broken_net_G.pth") for e in errs), errs
     finally:
         path.unlink()
     assert_server_still_works(server)
@@ -210,7 +213,10 @@ def test_bad_text_and_missing_inputs_are_node_errors(server):
 def test_parsing_mask_with_parser_and_reference_selection(server):
     """The optional parser loader and the reference-face mode, end to end (seeded weights)."""
     prompt = {**loaders(), **swap_prompt(["src", 0], faces="reference", reference=["id", 0],
-                                         reference_threshold=1.0, mask="parsing", parser=["p", 0]),
+                                         options=["opt", 0], mask="parsing", parser=["p", 0]),
+              "opt": {"class_type": "SimSwapSwapOptions", "inputs": {
+                  "mask_regions": "skin,nose", "mask_grow": 0.0, "mask_feather": "auto", "paste_mode": "default",
+                  "color_match": False, "batch_size": 8, "reference_threshold": 1.0, "temporal_smoothing": 0.0}},
               "p": {"class_type": "SimSwapParserLoader", "inputs": {"parser_name": "79999_iter.pth"}},
               "m": {"class_type": "MaskToImage", "inputs": {"mask": ["swap", 1]}},
               "mout": {"class_type": "PreviewImage", "inputs": {"images": ["m", 0]}}}
@@ -251,11 +257,12 @@ def test_cancelled_batch_stops_promptly(server):
                 m = json.loads(msg)
                 d = m.get("data", {})
                 if m["type"] == "progress" and d.get("prompt_id") == pid and d.get("node") == "swap":
+                    steps = d["max"] // frames  # bar units per frame (nodes._common.PROGRESS_STEPS)
                     if first is None:
                         first = (time.monotonic(), d["value"])
-                    elif d["value"] >= first[1] + 2:
-                        per_frame = (time.monotonic() - first[0]) / (d["value"] - first[1])
-                        assert d["max"] == frames
+                    elif d["value"] >= first[1] + 2 * steps:
+                        per_frame = (time.monotonic() - first[0]) / (d["value"] - first[1]) * steps
+                        assert d["max"] == frames * steps
                         break
         finally:
             ws.close()

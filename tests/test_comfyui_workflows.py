@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,12 +44,94 @@ def _api(name: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- the files themselves
-def test_the_five_workflows_exist():
-    assert len(NAMES) >= 5, NAMES
+def test_the_six_workflows_exist():
+    assert len(NAMES) >= 6, NAMES
     for stem in ("basic_image_swap", "pick_faces_with_preview", "identity_from_several_photos",
-                 "swap_restore_paste", "video_frames_batch"):
+                 "swap_restore_paste", "video_frames_batch", "quick_face_swap"):
         assert any(n.endswith(stem) for n in NAMES), f"no workflows/*{stem}.json"
     assert sorted(p.stem for p in API_DIR.glob("*.json")) == NAMES, "every UI workflow needs its API copy"
+    assert [n[:3] for n in NAMES] == [f"{i:02d}_" for i in range(1, len(NAMES) + 1)], "numbered 01_, 02_, ..."
+
+
+def test_every_template_has_a_thumbnail():
+    from PIL import Image
+
+    for name in NAMES:
+        path = WORKFLOW_DIR / f"{name}.jpg"
+        assert path.is_file(), f"no thumbnail {path.name} (scripts/frontend_check.py --thumbnails workflows)"
+        with Image.open(path) as im:
+            assert im.format == "JPEG" and 256 <= im.width <= 1024 and 256 <= im.height <= 1024, (name, im.size)
+        assert path.stat().st_size < 200_000, f"{path.name}: {path.stat().st_size} bytes"
+
+
+def test_templates_menu_info_is_what_make_workflows_writes(object_info):
+    mw = _make_workflows()
+    written = json.loads(mw.TEMPLATES_INFO.read_text())
+    assert written == mw.templates_info(object_info), "web/simswap_templates.json is stale: run make_workflows.py"
+    assert written["order"] == NAMES
+    for name, meta in written["templates"].items():
+        assert meta["title"].startswith(name[:2]) and meta["description"], (name, meta)
+        assert "-" not in meta["description"] and "_" not in meta["description"], \
+            "frontend 1.32 shows - and _ of a description as spaces"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_file_carries_missing_models_metadata(name):
+    """Every widget value naming a model file ComfyUI can list (.pth, .safetensors, ...) has its frontend
+    missing-models entry on the node (properties.models: name, folder, official URL of the catalogue)."""
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from simswap_core.models.catalogue import CATALOGUE
+
+    mw = _make_workflows()
+    by_file = {m.filename: m for m in CATALOGUE.values()}
+    seen = 0
+    for node in _ui(name)["nodes"]:
+        models = {m["name"]: m for m in (node.get("properties") or {}).get("models", [])}
+        for v in node.get("widgets_values") or []:
+            entry = by_file.get(v) if isinstance(v, str) else None
+            if entry is None or Path(v).suffix not in mw.LISTED_EXTENSIONS:
+                continue
+            seen += 1
+            assert v in models, f"{name}: node {node['id']} ({node['type']}) selects {v} without properties.models"
+            assert models[v] == {"name": v, "url": entry.urls[0], "directory": entry.subfolder}, models[v]
+            assert models[v]["url"].startswith("https://github.com/neuralchen/SimSwap/releases/download/")
+    assert seen >= 1, f"{name}: no model file with missing-models metadata"
+
+
+def test_search_aliases_cover_the_pack(object_info, monkeypatch):
+    """web/simswap_search_aliases.json names real nodes, every SimSwap node has aliases, and the swap nodes answer
+    what users of other packs type; nodes/search_aliases.py hands them to io.Schema only where it has the field."""
+    data = json.loads((REPO / "web" / "simswap_search_aliases.json").read_text())
+    aliases = {k: v for k, v in data.items() if not k.startswith("_")}
+    ours = {k for k, v in object_info.items() if PACK_NAME in str(v.get("python_module", ""))}
+    assert set(aliases) <= ours | {"SimSwapQuickSwap"}, sorted(set(aliases) - ours)
+    assert ours <= set(aliases), f"nodes without search aliases: {sorted(ours - set(aliases))}"
+    for node_id in ("SimSwapSwap", "SimSwapQuickSwap"):
+        assert {"face swap", "swap face", "faceswap", "reactor"} <= {a.lower() for a in aliases[node_id]}
+        if node_id in object_info:
+            assert "SimSwap" in object_info[node_id]["display_name"]
+    spec = importlib.util.spec_from_file_location("simswap_search_aliases", REPO / "nodes" / "search_aliases.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.all_aliases() == aliases
+    monkeypatch.setattr(mod, "schema_supports_aliases", lambda: False)  # ComfyUI 0.3.75
+    assert mod.search_aliases("SimSwapSwap") == {}
+    monkeypatch.setattr(mod, "schema_supports_aliases", lambda: True)  # ComfyUI with io.Schema.search_aliases
+    assert mod.search_aliases("SimSwapSwap") == {"search_aliases": aliases["SimSwapSwap"]}
+    assert mod.search_aliases("NoSuchNode") == {}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_node_overlaps_another_in_the_file(name):
+    """Rectangles of the file (title bar included) never intersect; the browser check does the same with the sizes
+    the frontend gives the nodes (tests/test_frontend.py)."""
+    rects = [(n["id"], n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+             for n in _ui(name)["nodes"]]
+    for i, a in enumerate(rects):
+        for b in rects[i + 1:]:
+            assert not (a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]), f"{name}: nodes {a[0]}, {b[0]}"
 
 
 def test_files_are_what_make_workflows_builds(object_info):
@@ -187,7 +270,9 @@ def test_workflows_appear_in_the_template_browser(server):
 
 # ---------------------------------------------------------------------------------------- running them
 _RESULTS: dict = {}
-PROBED = {"SimSwapSwap": (0, 1), "SimSwapPasteFaces": (0, 1)}  # class -> (image output, mask output)
+#: class -> (frames input, image output, mask output)
+PROBED = {"SimSwapSwap": ("images", 0, 1), "SimSwapPasteFaces": ("images", 0, 1),
+          "SimSwapQuickSwap": ("target_image", 0, 1)}
 
 
 def add_probes(prompt: dict) -> tuple[dict, dict]:
@@ -198,9 +283,9 @@ def add_probes(prompt: dict) -> tuple[dict, dict]:
     for nid, node in list(prompt.items()):
         if node["class_type"] not in PROBED:
             continue
-        img_slot, mask_slot = PROBED[node["class_type"]]
+        frames, img_slot, mask_slot = PROBED[node["class_type"]]
         ids = {}
-        for role, src in (("in", node["inputs"]["images"]), ("out", [nid, img_slot])):
+        for role, src in (("in", node["inputs"][frames]), ("out", [nid, img_slot])):
             prompt[str(next_id)] = {"class_type": "PreviewImage", "inputs": {"images": src}}
             ids[role], next_id = str(next_id), next_id + 1
         prompt[str(next_id)] = {"class_type": "MaskToImage", "inputs": {"mask": [nid, mask_slot]}}
@@ -243,7 +328,7 @@ def run_and_check(server, prompt: dict, name: str, timeout: float = 240):
         what = f"{name}: {prompt[nid]['class_type']} node {nid}"
         results[nid] = {"in": frames_in, "out": frames_out, "mask": masks,
                         "coverage": check_changes_inside_mask(frames_in, frames_out, masks, what,
-                                                             strong=prompt[nid]["class_type"] == "SimSwapSwap")}
+                                                             strong=prompt[nid]["class_type"] != "SimSwapPasteFaces")}
     _RESULTS.setdefault("probed", {})[name] = results
     return entry, results
 
@@ -350,9 +435,20 @@ def test_workflow_video_frames_batch(server):
     assert [len(server.output_images(entry, k)) for k in saves] == [4, 4]
 
 
+def test_workflow_quick_face_swap(server):
+    name = next(n for n in NAMES if n.endswith("quick_face_swap"))
+    prompt = _api(name)
+    entry, res = run_and_check(server, prompt, name)
+    quick = res[_node_of(prompt, "SimSwapQuickSwap")]
+    assert np.array_equal(quick["in"][0], _load_photo(server, "t1.jpg"))
+    assert quick["coverage"][0] > 0.003, quick["coverage"]
+    saved = server.output_images(entry, _node_of(prompt, "SaveImage"))
+    assert len(saved) == 1 and np.array_equal(saved[0], quick["out"][0])
+
+
 # ---------------------------------------------------------------------------------------- saved before V3
 def test_the_saved_wave1_workflows_are_there():
-    assert WAVE1 == NAMES, "tests/fixtures/workflows_wave1 holds the API copy of every example workflow"
+    assert WAVE1 and set(WAVE1) <= set(NAMES), "tests/fixtures/workflows_wave1: API copies of workflows 01-05"
 
 
 @pytest.mark.parametrize("name", WAVE1)

@@ -343,14 +343,17 @@ def _managed(pl_models):
     ({"identity": _identity(torch.full((512,), float("nan")))}, "identity: latent has 512 NaN"),
 ])
 def test_swap_node_refuses_bad_widget_values(comfy_api, pl_models, override, message):
-    from nodes.swap import SimSwapSwap
+    from nodes.swap import SimSwapSwap, SwapSettings
 
     gen, arc = _managed(pl_models)
     kwargs = {"images": torch.rand(1, SIZE, SIZE, 3), "identity": _identity(), "generator": gen, "arcface": arc,
               "detector": pl_models[2], "faces": "all", "face_index": "0", "order": "left-right", "mask": "box",
-              "mask_regions": "skin", "mask_grow": 0.0, "mask_feather": -1.0, "paste_mode": "default",
-              "color_match": False, "if_no_face": "keep", "batch_size": 8, "reference": _identity()}
-    kwargs.update(override)
+              "if_no_face": "keep", "reference": _identity()}
+    moved = {"mask_regions": "skin", "mask_grow": 0.0, "mask_feather": "auto", "paste_mode": "default",
+             "color_match": False, "batch_size": 8}  # the settings of 'SimSwap Swap Options'
+    for key, value in override.items():
+        (moved if key in SwapSettings.__dataclass_fields__ else kwargs)[key] = value
+    kwargs["options"] = SwapSettings(**moved)
     with pytest.raises(InputError, match=message):
         SimSwapSwap.execute(**kwargs)
 
@@ -406,8 +409,11 @@ def test_bad_widget_values_through_a_real_server(comfy_api, server):
     errors = data["node_errors"]["swap"]["errors"]
     assert "0..9999" in json.dumps(errors) and "Overflow" not in json.dumps(errors), errors
     # NaN passes ComfyUI's own min/max check (every comparison with NaN is false): the node refuses it
-    entry = server.run({**loaders(), **swap_prompt(["src", 0], temporal_smoothing=float("nan"))}, expect="error")
+    options = {"opt": {"class_type": "SimSwapSwapOptions", "inputs": {
+        "mask_regions": "skin", "mask_grow": 0.0, "mask_feather": "auto", "paste_mode": "default",
+        "color_match": False, "batch_size": 8, "reference_threshold": 0.03, "temporal_smoothing": float("nan")}}}
+    entry = server.run({**loaders(), **options, **swap_prompt(["src", 0], options=["opt", 0])}, expect="error")
     err = execution_error(entry)
-    assert err["node_type"] == "SimSwapSwap" and err["exception_type"].endswith("InputError"), err
+    assert err["node_type"] == "SimSwapSwapOptions" and err["exception_type"].endswith("InputError"), err
     assert "temporal_smoothing: expected a finite number in [0, 1], got nan" in err["exception_message"], err
     assert_server_still_works(server)

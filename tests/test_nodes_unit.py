@@ -23,7 +23,7 @@ from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, NODES  # noqa
 from nodes._common import FaceCrops, ManagedModel  # noqa: E402
 from nodes.selection import make_mask_spec, make_selection, parse_indices  # noqa: E402
 
-CORE_TYPES = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+CORE_TYPES = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "UPSCALE_MODEL", "*"}  # + ComfyUI's own
 
 
 @pytest.mark.parametrize("name", sorted(NODE_CLASS_MAPPINGS))
@@ -62,7 +62,7 @@ def test_extension_registers_the_folders_and_lists_every_node():
     from nodes import comfy_entrypoint
 
     ext = asyncio.run(comfy_entrypoint())
-    assert asyncio.run(ext.get_node_list()) == NODES and len(NODES) == len(NODE_CLASS_MAPPINGS) == 13
+    assert asyncio.run(ext.get_node_list()) == NODES and len(NODES) == len(NODE_CLASS_MAPPINGS) >= 14
     assert "simswap" in folder_paths.folder_names_and_paths and "insightface" in folder_paths.folder_names_and_paths
     assert ".onnx" in folder_paths.folder_names_and_paths["insightface"][1]
 
@@ -71,7 +71,7 @@ def test_combo_values_are_validated_before_running():
     from nodes.loaders import SimSwapDetectorLoader
     from nodes.swap import SimSwapSwap
 
-    ok = dict(faces="all", face_index="0", order="left-right", mask="box", paste_mode="default", if_no_face="keep")
+    ok = dict(faces="all", face_index="0", order="left-right", mask="box", if_no_face="keep", gender="any")
     assert SimSwapSwap.validate_inputs(**ok) is True
     assert SimSwapSwap.validate_inputs(**{**ok, "faces": None}) is True  # a linked (converted) widget
     err = SimSwapSwap.validate_inputs(**{**ok, "faces": "everyone"})
@@ -123,15 +123,15 @@ def astronaut() -> torch.Tensor:
 def test_swap_split_paste_chain(models, astronaut):
     from nodes.faces import SimSwapPasteFaces, SimSwapSplitFaceCrops
     from nodes.identity import SimSwapExtractIdentity
-    from nodes.swap import SimSwapSwap
+    from nodes.swap import SimSwapSwap, SwapSettings
 
     gen, arc, det = models
     (identity,) = SimSwapExtractIdentity.execute(astronaut, arc, det, "largest", 0, "left-right", "mean", "error",
                                                  generator=gen).args
     blank = torch.full_like(astronaut, 0.3)
     frames = torch.cat([blank, astronaut, blank])  # order must be kept
-    images, mask, crops = SimSwapSwap.execute(frames, identity, gen, arc, det, "all", "0", "left-right", "box",
-                                              "skin", 0.0, -1.0, "default", False, "keep", 2).args
+    images, mask, crops = SimSwapSwap.execute(frames, identity, gen, det, "all", "0", "left-right", "box", "keep",
+                                              arcface=arc, options=SwapSettings(mask_regions="skin", batch_size=2)).args
     assert images.shape == frames.shape and mask.shape == frames.shape[:3]
     assert mask[0].max() == 0 and mask[2].max() == 0 and mask[1].max() > 0.9
     assert torch.equal(images[0], frames[0]) and torch.equal(images[2], frames[2])
@@ -258,26 +258,27 @@ def test_swap_with_detected_faces_does_not_detect_again(models, astronaut):
     frames, mask and crops as the swap that detects on its own."""
     from nodes.detect import SimSwapDetectFaces
     from nodes.identity import SimSwapExtractIdentity
-    from nodes.swap import SimSwapSwap
+    from nodes.swap import SimSwapSwap, SwapSettings
 
     gen, arc, det = models
     (identity,) = SimSwapExtractIdentity.execute(astronaut, arc, det, "largest", 0, "left-right", "mean",
                                                  "error").args
     frames = torch.cat([astronaut, torch.full_like(astronaut, 0.3), astronaut.flip(2)])
-    widgets = ("index", "0", "left-right", "ellipse", "skin", 0.0, -1.0, "default", False, "keep", 2)
+    widgets = ("index", "0", "left-right", "ellipse", "keep")
+    opts = SwapSettings(mask_regions="skin", batch_size=2)
     counting = CountingDetector(det)
-    alone = SimSwapSwap.execute(frames, identity, gen, arc, counting, *widgets).args
+    alone = SimSwapSwap.execute(frames, identity, gen, counting, *widgets, options=opts).args
     assert counting.calls > 0
     faces = SimSwapDetectFaces.execute(frames, det, "left-right")[0]
     counting.calls = 0
-    given = SimSwapSwap.execute(frames, identity, gen, arc, counting, *widgets, detected_faces=faces).args
+    given = SimSwapSwap.execute(frames, identity, gen, counting, *widgets, detected_faces=faces, options=opts).args
     assert counting.calls == 0, "Swap detected again although faces were connected"
     assert torch.equal(given[0], alone[0]) and torch.equal(given[1], alone[1])
     assert torch.equal(given[2].crops, alone[2].crops) and given[2].crops.device == given[0].device
     from simswap_core.errors import InputError
 
     with pytest.raises(InputError, match="detected_faces"):  # faces of other frames
-        SimSwapSwap.execute(frames[:2], identity, gen, arc, det, *widgets, detected_faces=faces)
+        SimSwapSwap.execute(frames[:2], identity, gen, det, *widgets, detected_faces=faces, options=opts)
 
 
 def test_extract_identity_needs_no_generator(models, astronaut):

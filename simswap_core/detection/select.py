@@ -199,3 +199,26 @@ def select_faces(faces: DetectedFaces, selection: FaceSelection | str, *,
     if sel.all_matches:
         return below
     return _one_per_frame(faces, -d, valid=below)
+
+
+def assign_identities(faces: DetectedFaces, selection: FaceSelection | str, kept: torch.Tensor,
+                      num_identities: int) -> torch.Tensor:
+    """[K] int64: which of ``num_identities`` source identities each kept face gets (several sources -> several
+    targets, like ReActor's source/target face indices).
+
+    faces: the candidate faces the selection ran on; kept: [K] int64 indices into them (the selected faces).
+    "index:a,b,c": identity k goes to the k-th LISTED face number (face a gets identity 0, b identity 1, ...),
+    cycled when there are fewer identities than listed faces. "all": the face numbered r in the selection's order
+    gets identity r (cycled), so "all" and "index:0,1,2,..." agree. Every other selection (one face per frame, or
+    reference matches) uses identity 0. Batched: no loop over faces.
+    """
+    sel = FaceSelection.parse(selection)
+    kept = kept.to(faces.device, torch.int64)
+    if num_identities <= 1 or kept.numel() == 0 or sel.how not in ("index", "all"):
+        return torch.zeros(kept.shape[0], dtype=torch.int64, device=faces.device)
+    rank = order_faces(faces, sel.order)[kept]
+    if sel.how == "all":
+        return rank % num_identities
+    want = torch.tensor(sel.indices, dtype=torch.int64, device=faces.device)
+    position = (rank[:, None] == want[None, :]).to(torch.int64).argmax(1)  # where in the list each face is
+    return position % num_identities

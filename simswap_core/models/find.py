@@ -38,6 +38,8 @@ __all__ = [
     "user_cache_models_dir",
     "default_install_dir",
     "fetch_command",
+    "install_hint",
+    "missing_kind_message",
 ]
 
 _ENV_DIRS = "SIMSWAP_MODELS_DIR"
@@ -271,3 +273,52 @@ def _missing_message(raw: str, entry: ModelFile | None, explicit: Path, looked: 
         )
     lines.append(f"Set {_ENV_DIRS} to add folders (separated by '{os.pathsep}').")
     return "\n".join(lines)
+
+
+#: what each model kind is called in messages, and the catalogue entry expected when none is present
+_KIND_WORDS: dict[str, str] = {"generator": "SimSwap generator", "arcface": "SimSwap ArcFace identity encoder",
+               "parser": "BiSeNet face parser", "detector": "face detector"}
+_KIND_DEFAULT: dict[str, str] = {"generator": "simswap_224", "arcface": "arcface", "parser": "bisenet",
+                                 "detector": "scrfd_10g"}
+
+
+def install_hint(entry: ModelFile) -> str:
+    """Where ``entry`` comes from and the command that installs it (run from the pack folder)."""
+    script = _repo_install_script()
+    where = f" in the pack folder ({script.parent})" if script is not None else ""
+    cmd = "python install.py --download" if entry.recommended else f"python install.py --model {entry.name}"
+    urls = entry.urls[0] if entry.urls else "(no published URL)"
+    inside = f" (the file {entry.archive_member} inside)" if entry.archive_member and entry.is_archive_url(
+        entry.urls[0]) else ""
+    return (f"'{entry.filename}' ({entry.name}, the {_KIND_WORDS.get(entry.kind, entry.kind)}): "
+            f"official source: {urls}{inside}. Licence: {entry.license}. Install it: run `{cmd}`{where}, "
+            f"or put the file into the folder named above; then refresh the browser page (R) so the list shows it.")
+
+
+def missing_kind_message(kind: str, widget: str, folder: str, searched: Sequence[str | os.PathLike],
+                         chosen: str | None = None, available: Sequence[str] = ()) -> str:
+    """The error of a model widget whose file is not there: names the widget, the ComfyUI model folder and the
+    paths searched, the file expected (``chosen`` when it is a catalogue file, else the kind's default, e.g.
+    latest_net_G.pth), its official source and licence, and the install command.
+
+    ``available``: the files that ARE listed for this widget (empty = none at all)."""
+    what = _KIND_WORDS.get(kind, kind)
+    paths = ", ".join(str(p) for p in searched) or "(no folder registered)"
+    base = chosen.replace("\\", "/").rsplit("/", 1)[-1] if chosen and not chosen.startswith("(") else ""
+    entry = _cat.resolve_entry(base) if base else None
+    if entry is None or entry.kind != kind:
+        entry = _cat.CATALOGUE.get(_KIND_DEFAULT.get(kind, ""))
+        named = None
+    else:
+        named = entry
+    shown = f"'{chosen}' not in list: " if chosen and not chosen.startswith("(") else ""
+    if available:
+        head = (f"{widget}: {shown}no such {what} file in the '{folder}' model folders (searched: {paths}); the "
+                f"{what} files found there: {', '.join(list(available)[:8])}"
+                f"{' ...' if len(available) > 8 else ''}.")
+    else:
+        head = f"{widget}: {shown}no {what} file in the '{folder}' model folders (searched: {paths})."
+    if entry is None:
+        return head
+    lead = "" if named is not None else f" Expected e.g. '{entry.filename}'."
+    return f"{head}{lead} {install_hint(entry)}"
