@@ -237,7 +237,7 @@ async function templatesMenu(pack) {
   // the Templates dialog, the pack's entry in its navigation; the cards in the order shown, with their
   // titles, descriptions and thumbnails (loaded or not)
   const fetched = [];  // the thumbnail requests the menu makes, with their HTTP status
-  const onResponse = (r) => { if (/\/api\/workflow_templates\/.*\.jpg/.test(r.url())) fetched.push({ url: r.url(), status: r.status() }); };
+  const onResponse = (r) => { if (/\/api\/workflow_templates\/.*\.(jpg|svg)/.test(r.url())) fetched.push({ url: r.url(), status: r.status() }); };
   page.on("response", onResponse);
   await page.evaluate(() => window.app.extensionManager.command.execute("Comfy.BrowseTemplates"));
   await sleep(1500);

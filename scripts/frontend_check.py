@@ -4,8 +4,9 @@
     .venv/bin/python scripts/frontend_check.py                 # check; exit 1 on any failure
     .venv/bin/python scripts/frontend_check.py --screenshots   # also write docs/workflow_basic_swap.png and
                                                                # docs/templates_menu.png
-    .venv/bin/python scripts/frontend_check.py --thumbnails DIR   # also DIR/<name>.jpg per workflow: put them
-                                                               # next to the templates as Templates-menu thumbnails
+    .venv/bin/python scripts/frontend_check.py --thumbnails DIR   # also DIR/<name>.jpg per workflow: a screenshot
+                                                               # of each graph (the Templates menu shows the .svg
+                                                               # drawings of scripts/make_workflows.py instead)
     .venv/bin/python scripts/frontend_check.py --url http://127.0.0.1:8188 [FILES/DIRS]   # a running ComfyUI
 
 Needs: ``apt-get install -y chromium`` (or ``--chromium PATH``), Node.js, and
@@ -259,10 +260,10 @@ def check_templates(srv: Server) -> tuple[list[str], list[str], list[str]]:
             continue
         if not is_ui(d):
             fails.append(f"template {name!r}: served file is not a UI workflow (the Templates menu cannot open it)")
-        st, _ = srv.request("GET", f"/api/workflow_templates/{PACK}/{urllib.parse.quote(name)}.jpg", raw=True)
+        st, _ = srv.request("GET", f"/api/workflow_templates/{PACK}/{urllib.parse.quote(name)}.svg", raw=True)
         if st != 200:
-            fails.append(f"template {name!r}: no thumbnail (GET /api/workflow_templates/{PACK}/{name}.jpg -> {st}; "
-                         f"make it with --thumbnails workflows)")
+            fails.append(f"template {name!r}: no thumbnail (GET /api/workflow_templates/{PACK}/{name}.svg -> {st}; "
+                         f"scripts/make_workflows.py writes it)")
     return listed, fails, notes
 
 

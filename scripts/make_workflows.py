@@ -2,6 +2,8 @@
 
     workflows/<name>.json      UI format (what ComfyUI's frontend loads; listed in its template browser)
     workflows/api/<name>.json  API format (what POST /prompt takes; executed by tests/test_comfyui_workflows.py)
+    workflows/<name>.svg       the Templates-menu thumbnail: a drawing of the graph (node boxes, titles, links; no
+                               photos), shown by web/simswap_templates.js
 
 The widget order, socket lists and output types of every node come from a ComfyUI ``/object_info``, so the
 UI files carry ``widgets_values`` in the order the frontend expects. Usage:
@@ -543,6 +545,51 @@ def templates_info(object_info: dict) -> dict:
                                     "description": wf.description} for wf in wfs}}
 
 
+def svg_thumbnail(ui: dict, object_info: dict, size: int = 512) -> str:
+    """The Templates-menu thumbnail of a UI workflow: its nodes (boxes with their titles), links and the title of
+    the workflow, drawn as a square SVG. Text only (no photo, no binary), made from the same layout the
+    frontend shows."""
+    from xml.sax.saxutils import escape
+
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    x0 = min(n["pos"][0] for n in nodes.values())
+    y0 = min(n["pos"][1] - TITLE_H for n in nodes.values())
+    x1 = max(n["pos"][0] + n["size"][0] for n in nodes.values())
+    y1 = max(n["pos"][1] + n["size"][1] for n in nodes.values())
+    margin, head = 16, 56
+    scale = min((size - 2 * margin) / (x1 - x0), (size - head - margin) / (y1 - y0))
+    ox = (size - (x1 - x0) * scale) / 2 - x0 * scale
+    oy = head + (size - head - margin - (y1 - y0) * scale) / 2 - y0 * scale
+
+    def pt(x: float, y: float) -> str:
+        return f"{ox + x * scale:.1f},{oy + y * scale:.1f}"
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 {size} {size}">',
+             f'<rect width="{size}" height="{size}" fill="#202020"/>',
+             f'<text x="{size / 2:.0f}" y="34" fill="#e8e8e8" font-family="sans-serif" font-size="20" '
+             f'text-anchor="middle">{escape(ui["extra"]["title"].removeprefix("SimSwap: "))}</text>']
+    for _id, src, slot, dst, dslot, _typ in ui["links"]:
+        a, b = nodes[src], nodes[dst]
+        ya = a["pos"][1] + 14 + 20 * slot
+        yb = b["pos"][1] + 14 + 20 * dslot
+        xa, xb = a["pos"][0] + a["size"][0], b["pos"][0]
+        mid = (xa + xb) / 2
+        parts.append(f'<path d="M{pt(xa, ya)} C{pt(mid, ya)} {pt(mid, yb)} {pt(xb, yb)}" fill="none" '
+                     f'stroke="#7aa7d8" stroke-width="2"/>')
+    for n in nodes.values():
+        x, y = n["pos"][0], n["pos"][1] - TITLE_H
+        w, h = n["size"][0], n["size"][1] + TITLE_H
+        note = n["type"] in FRONTEND_ONLY
+        title = n.get("title") or object_info.get(n["type"], {}).get("display_name") or n["type"]
+        parts.append(f'<rect x="{ox + x * scale:.1f}" y="{oy + y * scale:.1f}" width="{w * scale:.1f}" '
+                     f'height="{h * scale:.1f}" rx="4" fill="{"#653" if note else "#353535"}" '
+                     f'stroke="{"#432" if note else "#111"}"/>')
+        parts.append(f'<text x="{ox + (x + 10) * scale:.1f}" y="{oy + (y + 21) * scale:.1f}" fill="#dddddd" '
+                     f'font-family="sans-serif" font-size="{max(7.0, 17 * scale):.1f}">{escape(title)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
 def dumps(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
 
@@ -565,11 +612,12 @@ def main(argv=None) -> int:
     stale = []
     API_DIR.mkdir(parents=True, exist_ok=True)
     built = build_all(object_info)
-    files = [(WORKFLOW_DIR / f"{name}.json", ui) for name, (ui, _api) in built.items()]
+    files: list[tuple[Path, dict | str]] = [(WORKFLOW_DIR / f"{name}.json", ui) for name, (ui, _api) in built.items()]
     files += [(API_DIR / f"{name}.json", api) for name, (_ui, api) in built.items()]
     files.append((TEMPLATES_INFO, templates_info(object_info)))
+    files += [(WORKFLOW_DIR / f"{name}.svg", svg_thumbnail(ui, object_info)) for name, (ui, _api) in built.items()]
     for path, obj in files:
-        text = dumps(obj)
+        text = obj if isinstance(obj, str) else dumps(obj)
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(str(path.relative_to(REPO)))

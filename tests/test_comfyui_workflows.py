@@ -53,14 +53,22 @@ def test_the_six_workflows_exist():
     assert [n[:3] for n in NAMES] == [f"{i:02d}_" for i in range(1, len(NAMES) + 1)], "numbered 01_, 02_, ..."
 
 
-def test_every_template_has_a_thumbnail():
-    from PIL import Image
+def test_every_template_has_a_thumbnail(object_info):
+    """<name>.svg: the drawing of the committed graph that make_workflows.py writes (a box per node, a path per
+    link, square, small), never stale."""
+    import xml.etree.ElementTree as ET
 
+    mw = _make_workflows()
     for name in NAMES:
-        path = WORKFLOW_DIR / f"{name}.jpg"
-        assert path.is_file(), f"no thumbnail {path.name} (scripts/frontend_check.py --thumbnails workflows)"
-        with Image.open(path) as im:
-            assert im.format == "JPEG" and 256 <= im.width <= 1024 and 256 <= im.height <= 1024, (name, im.size)
+        path = WORKFLOW_DIR / f"{name}.svg"
+        assert path.is_file(), f"no thumbnail {path.name} (scripts/make_workflows.py writes it)"
+        ui = json.loads((WORKFLOW_DIR / f"{name}.json").read_text())
+        assert path.read_text() == mw.svg_thumbnail(ui, object_info), f"{path.name} is stale: run make_workflows.py"
+        root = ET.fromstring(path.read_text())
+        svg = "{http://www.w3.org/2000/svg}"
+        assert root.tag == f"{svg}svg" and root.get("width") == root.get("height") == "512", (name, root.attrib)
+        assert len(root.findall(f"{svg}rect")) == 1 + len(ui["nodes"]), name   # background + one per node
+        assert len(root.findall(f"{svg}path")) == len(ui["links"]), name
         assert path.stat().st_size < 200_000, f"{path.name}: {path.stat().st_size} bytes"
 
 

@@ -11,7 +11,7 @@ seeded model files) and starts a second one with EMPTY model folders:
 * workflow 01 dropped into a ComfyUI without model files opens the missing-models dialog listing
   ``simswap / latest_net_G.pth`` with its official URL;
 * the Templates menu shows the pack's templates in their numbered order, with their titles, descriptions and
-  thumbnails (``<name>.jpg``, not the frontend's stock picture).
+  thumbnails (``<name>.svg`` drawn by scripts/make_workflows.py, not the frontend's stock picture).
 
 Needs Node.js, ``playwright-core`` in ``.cache/node`` (``bash setup.sh`` installs it with npm) and chromium
 (``apt-get install chromium``, or $CHROMIUM). Missing: the tests FAIL in CI ($CI set), like the ComfyUI tests, and
@@ -107,9 +107,9 @@ def test_templates_menu_shows_thumbnails_titles_in_order(check):
     tm = check.get("templates_menu") or {}
     names = [c["name"] for c in tm.get("cards", []) if c["name"] in check["templates"]]
     assert names and names == sorted(check["templates"]), (names, check["templates"])
-    for c in tm["cards"]:  # <name>.jpg shown, not the frontend's stock picture (the server check GETs each one)
+    for c in tm["cards"]:  # <name>.svg shown, not the frontend's stock picture (the server check GETs each one)
         if c["name"] in names:
-            assert all(f["status"] == 200 for f in tm["fetched"] if f["url"].endswith(f"/{c['name']}.jpg")), c
+            assert all(f["status"] == 200 for f in tm["fetched"] if f["url"].endswith(f"/{c['name']}.svg")), c
             assert any(i["width"] > 0 and "default-template" not in (i["src"] or "") for i in c["images"]), c
     assert not _fails(check, "template", "thumbnail"), _fails(check, "template", "thumbnail")
 

@@ -4,9 +4,10 @@
 // system returns them) and frontend 1.32 shows the file name as both title and description; a pack has no way to
 // give more (an index.json for custom-node templates is not supported by these versions). This extension keeps
 // the pack's templates in their numbered order and gives each the title and description that
-// scripts/make_workflows.py writes to simswap_templates.json (next to this file). Thumbnails need nothing from
-// here: the frontend loads <name>.jpg from the template folder. Without this extension (or on a frontend whose
-// internals differ) the menu still works, with file names as titles.
+// scripts/make_workflows.py writes to simswap_templates.json (next to this file), and points the thumbnail at
+// <name>.svg in the template folder (a drawing of the graph that make_workflows.py writes; the frontend asks for
+// <name>.<mediaSubtype>). Without this extension (or on a frontend whose internals differ) the menu still works,
+// with file names as titles and the stock thumbnail.
 import { api } from "../../scripts/api.js";
 import { app } from "../../scripts/app.js";
 
@@ -30,6 +31,7 @@ function describe(template) {
     ...template,
     title: meta.title,
     description: meta.description,
+    mediaSubtype: "svg",
     searchableText: `${meta.title} ${meta.description} ${template.name} ${MODULE} extension`,
   };
 }
