@@ -311,7 +311,7 @@ def _check_safetensors(p: Path, name: str) -> str:
 # ------------------------------------------------------------------------------------------------ onnx
 
 
-def _varint(f: BinaryIO, name: str) -> int | None:
+def read_varint(f: BinaryIO, name: str) -> int | None:
     """A protobuf varint, or None at the end of the stream."""
     value = shift = 0
     while True:
@@ -333,20 +333,20 @@ def _walk_message(f: BinaryIO, end: int, name: str, what: str) -> dict[int, tupl
     the last length-delimited occurrence (or (0, 0) for scalars)."""
     fields: dict[int, tuple[int, int]] = {}
     while f.tell() < end:
-        key = _varint(f, name)
+        key = read_varint(f, name)
         if key is None:
             break
         number, wire = key >> 3, key & 7
         if number == 0 or wire not in (_WIRE_VARINT, _WIRE_I64, _WIRE_LEN, _WIRE_I32):
             raise CheckpointError(f"{name}: field {number} of the {what} has wire type {wire}; not an ONNX model")
         if wire == _WIRE_VARINT:
-            if _varint(f, name) is None:
+            if read_varint(f, name) is None:
                 raise CheckpointError(f"{name}: the {what} is cut off (truncated)")
             fields[number] = (0, 0)
             continue
         length = {_WIRE_I64: 8, _WIRE_I32: 4}.get(wire)
         if length is None:
-            length = _varint(f, name)
+            length = read_varint(f, name)
             if length is None:
                 raise CheckpointError(f"{name}: the {what} is cut off (truncated)")
         start = f.tell()

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .file_checks import read_varint
+
 __all__ = ["CACHE_SIZE", "ONNX_KINDS", "Sniffed", "TORCH_KINDS", "clear_sniff_cache", "sniff_cache_info",
            "sniff_many", "sniff_model_file"]
 
@@ -180,19 +182,9 @@ class _Proto:
         self.fh, self.size, self.source, self.fields = fh, size, source, 0
 
     def varint(self) -> int | None:
-        value = shift = 0
-        while True:
-            b = self.fh.read(1)
-            if not b:
-                if shift:
-                    raise ValueError(f"{self.source}: a protobuf varint is cut off (truncated)")
-                return None
-            value |= (b[0] & 0x7F) << shift
-            if not b[0] & 0x80:
-                return value
-            shift += 7
-            if shift > 63:
-                raise ValueError(f"{self.source}: a protobuf varint is longer than 10 bytes; not an ONNX model")
+        """The next varint (file_checks.read_varint: a CheckpointError, a ValueError, for a bad one), None at the
+        end of the file."""
+        return read_varint(self.fh, self.source)
 
     def fields_of(self, start: int, end: int) -> Any:
         """Yield (field number, wire type, payload offset, payload length) of one message between start and end;
