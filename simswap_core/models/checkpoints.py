@@ -267,22 +267,29 @@ def _expected_shapes(path: Path, state: Mapping[str, Tensor], kind: str) -> tupl
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}, what
 
 
-def compare_state(path: Path, how: str, what: str, expected: Mapping[str, tuple[int, ...]],
-                  state: Mapping[str, Tensor]) -> None:
-    """Raise CheckpointError unless ``state`` has exactly the keys and shapes of ``expected`` (a missing
-    ``num_batches_tracked`` is tolerated: files of old torch versions lack it)."""
+def state_mismatch(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, Tensor]) -> list[str]:
+    """What keeps ``state`` from having exactly the keys and shapes of ``expected`` (missing keys, unexpected keys,
+    wrong shapes; a missing ``num_batches_tracked`` is tolerated: files of old torch versions lack it), as short
+    message parts; empty when it fits. Works on meta tensors."""
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     wrong = [f"{k} {tuple(state[k].shape)} (expected {v})" for k, v in expected.items()
              if k in state and tuple(state[k].shape) != tuple(v)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys {missing[:4]}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys {[k[:80] for k in unexpected[:4]]}")
-        if wrong:
-            parts.append(f"wrong shapes {wrong[:4]}")
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} keys {missing[:4]}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} keys {[k[:80] for k in unexpected[:4]]}")
+    if wrong:
+        parts.append(f"wrong shapes {wrong[:4]}")
+    return parts
+
+
+def compare_state(path: Path, how: str, what: str, expected: Mapping[str, tuple[int, ...]],
+                  state: Mapping[str, Tensor]) -> None:
+    """Raise CheckpointError unless ``state`` has exactly the keys and shapes of ``expected`` (state_mismatch)."""
+    parts = state_mismatch(expected, state)
+    if parts:
         raise CheckpointError(f"{path}: {how} does not fit {what}: " + "; ".join(parts))
 
 

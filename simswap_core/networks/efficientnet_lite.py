@@ -242,18 +242,10 @@ def check_timm_shapes(state: Mapping[str, Tensor], source: str) -> None:
     expected = dict(timm_shapes())
     head = {k: v for k, v in TIMM_HEAD_SHAPES.items() if k in state}
     expected.update(head)
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {v})" for k, v in expected.items()
-             if k in state and tuple(state[k].shape) != tuple(v)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys {missing[:4]}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys {[k[:80] for k in unexpected[:4]]}")
-        if wrong:
-            parts.append(f"wrong shapes {wrong[:4]}")
+    from ..models.checkpoints import state_mismatch  # models imports the networks: not at module level
+
+    parts = state_mismatch(expected, state)
+    if parts:
         raise CheckpointError(f"{source}: does not fit timm's tf_efficientnet_lite0 (conv_stem, bn1, blocks.0-6, "
                               f"optional conv_head/bn2/classifier): " + "; ".join(parts))
 
