@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -43,14 +44,23 @@ def parse_size(text: str) -> int:
     return int(text)
 
 
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def int_in(low: int, high: int | None, expected: str) -> Callable[[str], int]:
+    """An argparse ``type=``: the text as an integer in low..high (high None = no bound), else an error saying
+    ``expected`` (e.g. "a positive integer")."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if v < low or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return v
+
+    return parse
+
+
+positive_int = int_in(1, None, "a positive integer")
 
 
 def smooth_strength(text: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError, NoFaceError
-from .common import add_common, device, parse_size, positive_int, unit_float
+from .common import add_common, device, int_in, parse_size, positive_int, unit_float
 
 ALIGN_CHOICES = ("auto", "none", "ffhq")
 FACE_CHOICES = ("largest", "best", "all")
@@ -34,24 +34,8 @@ SETTINGS_FILE = ".prepare-faces.json"
 MARKER_DIR = ".prepare-faces"
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
-
-
-def _quality(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer 1..100, got {text!r}") from None
-    if not 1 <= v <= 100:
-        raise argparse.ArgumentTypeError(f"expected an integer 1..100, got {text!r}")
-    return v
+_non_negative_int = int_in(0, None, "an integer >= 0")
+_quality = int_in(1, 100, "an integer 1..100")
 
 
 def add_parser(sub: Any) -> None:
