@@ -145,6 +145,12 @@ def _patcher(model: Any) -> Any:
     return patcher
 
 
+def restorer_patchers() -> list[Any]:
+    """The ModelPatchers of the restoration models SimSwap nodes handed to ComfyUI (for SimSwap Unload Models)."""
+    with _lock:
+        return list(_patchers.values())
+
+
 def _make_class() -> type:
     from simswap_core.restore import FaceRestorer
 

@@ -24,24 +24,12 @@ def _is_simswap_module(module: Any) -> bool:
     return type(module).__module__.startswith("simswap_core.")
 
 
-def _restorer_patchers() -> list[Any]:
-    """The ModelPatchers of the face restoration models SimSwap nodes loaded (nodes/restore.py), if any."""
-    try:
-        from . import restore
-    except Exception:
-        return []
-    patchers = getattr(restore, "_patchers", None)
-    try:
-        return list(patchers.values()) if patchers is not None else []
-    except Exception:
-        return []
-
-
 def unload_simswap_models() -> list[str]:
     """Unload every SimSwap torch model (generator, ArcFace, parser, and face restorers loaded by SimSwap nodes)
     that ComfyUI's model management holds on the compute device, drop Quick Face Swap's cached models and empty
     the torch cache; returns what was freed (one short text each). Other packs' models stay loaded."""
     from .quick import clear_model_cache
+    from .restore import restorer_patchers
 
     freed: list[str] = []
     try:
@@ -49,7 +37,7 @@ def unload_simswap_models() -> list[str]:
     except ImportError:
         mm = None
     if mm is not None:
-        restorers = _restorer_patchers()
+        restorers = restorer_patchers()
         loaded = mm.current_loaded_models
         for i in range(len(loaded) - 1, -1, -1):
             patcher = loaded[i].model
