@@ -28,6 +28,7 @@ except ImportError:  # imported outside ComfyUI
 CATEGORY = "SimSwap"
 SIMSWAP_FOLDER = "simswap"            # models/simswap: generators, ArcFace, parser, identities/
 INSIGHTFACE_FOLDER = "insightface"    # models/insightface: SCRFD/RetinaFace .onnx (shared with ReActor & co)
+SAM_FOLDER = "sams"                   # models/sams: Segment Anything checkpoints (shared with other packs)
 IDENTITY_SUBFOLDER = "identities"     # models/simswap/identities/*.safetensors
 
 TORCH_EXTENSIONS = {".pth", ".pt", ".safetensors", ".ckpt", ".bin", ".tar"}
@@ -194,6 +195,7 @@ def register_model_folders() -> None:
     _register(SIMSWAP_FOLDER, os.path.join(folder_paths.models_dir, SIMSWAP_FOLDER),
               TORCH_EXTENSIONS | ONNX_EXTENSIONS)
     _register(INSIGHTFACE_FOLDER, os.path.join(folder_paths.models_dir, INSIGHTFACE_FOLDER), ONNX_EXTENSIONS)
+    _register(SAM_FOLDER, os.path.join(folder_paths.models_dir, SAM_FOLDER), TORCH_EXTENSIONS)
 
 
 def list_files(folder: str, extensions: set[str], *, exclude_prefix: str | None = None,

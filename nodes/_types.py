@@ -19,6 +19,8 @@ Faces = io.Custom("SIMSWAP_FACES")            # simswap_core.faces.DetectedFaces
 FaceCrops = io.Custom("SIMSWAP_FACE_CROPS")   # nodes._common.FaceCrops
 Alignment = io.Custom("SIMSWAP_ALIGNMENT")    # simswap_core.align.AlignedFaces
 GenderModel = io.Custom("SIMSWAP_GENDER_MODEL")  # simswap_core.detection.genderage.GenderAgeEstimator
+IdentityMap = io.Custom("SIMSWAP_IDENTITY_MAP")  # simswap_core.mapping.IdentityMap
+Sam = io.Custom("SIMSWAP_SAM")                # ManagedModel of simswap_core.networks.sam.SamModel (SimSwap Load SAM)
 
 
 def combo_errors(node: type[io.ComfyNode], **values: Any) -> bool | str:

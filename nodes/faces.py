@@ -13,6 +13,7 @@ from ._common import (
     align_selected,
     compute_device,
     image_to_nchw,
+    load_managed,
     mask_to_n1hw,
     n1hw_to_mask,
     nchw_to_image,
@@ -43,12 +44,18 @@ def _resize_to(x: torch.Tensor, size: int) -> torch.Tensor:
     return comfy.utils.common_upscale(x, size, size, method, "disabled")
 
 
-def _crop_masks(aligned, spec, parser) -> torch.Tensor:
-    """[F,1,S,S] crop-space masks of ``spec`` (None -> whole crop), built on the compute device."""
+def _crop_masks(aligned, spec, parser, *, sam: ManagedModel | None = None, frames: torch.Tensor | None = None,
+                boxes: torch.Tensor | None = None) -> torch.Tensor:
+    """[F,1,S,S] crop-space masks of ``spec`` (None -> whole crop), built on the compute device. ``sam``,
+    ``frames`` [N,3,H,W] RGB [0,1] (the frames ``aligned`` was cut from) and ``boxes`` [F,4] frame px are used by
+    the SAM kinds only (``simswap_core.masks.build_crop_masks``)."""
     from simswap_core.masks import build_crop_masks
 
-    return build_crop_masks(aligned.to(compute_device()), spec,
-                            parser.module() if parser is not None else None)
+    device = compute_device()
+    parser_module, sam_module = load_managed(parser, sam)   # one load call: loading one never offloads the other
+    return build_crop_masks(aligned.to(device), spec, parser_module,
+                            frames=None if frames is None else frames.to(device), sam=sam_module,
+                            boxes=None if boxes is None else boxes.to(device))
 
 
 class SimSwapAlignFaces(io.ComfyNode):
@@ -112,11 +119,13 @@ class SimSwapFaceMask(io.ComfyNode):
             **search_aliases("SimSwapFaceMask"),
             display_name="SimSwap Face Mask",
             category=f"{CATEGORY}/faces",
-            description=("Builds face masks: box, landmark ellipse or BiSeNet parsing regions, grown or shrunk and "
-                         "feathered in proportion to the face size. Takes aligned face crops (SimSwap Swap, Align "
-                         "Faces) or the detected faces of 'SimSwap Detect Faces' together with their images (every "
-                         "face, aligned at 224). Gives the mask in frame space (one per frame, all faces together) "
-                         "and in crop space (one per face, for 'SimSwap Paste Faces')."),
+            description=("Builds face masks: box, landmark ellipse, BiSeNet parsing regions, the occlusion-aware "
+                         "parsing mask (hands, hair, glasses in front of the face left out) or masks refined by "
+                         "Segment Anything (sam, sam_parsing), grown or shrunk and feathered in proportion to the "
+                         "face size. Takes aligned face crops (SimSwap Swap, Align Faces) or the detected faces of "
+                         "'SimSwap Detect Faces' together with their images (every face, aligned at 224). Gives the "
+                         "mask in frame space (one per frame, all faces together) and in crop space (one per face, "
+                         "for 'SimSwap Paste Faces')."),
             inputs=[
                 *mask_inputs("ellipse"),
                 t.FaceCrops.Input("face_crops", optional=True,
@@ -124,9 +133,15 @@ class SimSwapFaceMask(io.ComfyNode):
                                           "images."),
                 t.Faces.Input("faces", optional=True,
                               tooltip="Detected faces (SimSwap Detect Faces); needs 'images'."),
-                io.Image.Input("images", optional=True, tooltip="The frames 'faces' were detected in."),
+                io.Image.Input("images", optional=True,
+                               tooltip="The frames 'faces' were detected in (with face_crops: the frames the crops "
+                                       "were cut from, needed by mask = sam / sam_parsing)."),
                 t.Parser.Input("parser", optional=True,
-                               tooltip="BiSeNet face parser, required for mask = parsing."),
+                               tooltip="BiSeNet face parser, required for mask = parsing, occlusion and "
+                                       "sam_parsing."),
+                t.Sam.Input("sam", optional=True,
+                            tooltip="Segment Anything model (SimSwap Load SAM), required for mask = sam and "
+                                    "sam_parsing: one image embedding per frame, shared by its faces."),
             ],
             outputs=[
                 io.Mask.Output(display_name="mask",
@@ -145,15 +160,31 @@ class SimSwapFaceMask(io.ComfyNode):
     @classmethod
     def execute(cls, mask: str, mask_regions: str, mask_grow: float, mask_feather: float,
                 face_crops: FaceCrops | None = None, faces: DetectedFaces | None = None,
-                images: torch.Tensor | None = None, parser: ManagedModel | None = None) -> io.NodeOutput:
+                images: torch.Tensor | None = None, parser: ManagedModel | None = None,
+                sam: ManagedModel | None = None) -> io.NodeOutput:
         from simswap_core.errors import InputError
         from simswap_core.paste import frame_masks
 
         spec = make_mask_spec(mask, mask_regions, mask_grow, mask_feather)
         if spec.needs_parser and parser is None:
             raise InputError(f"parser: mask = {spec.kind} needs a face parser (SimSwap Load Face Parser)")
+        if spec.needs_sam and sam is None:
+            raise InputError(f"sam: mask = {spec.kind} needs a Segment Anything model: connect 'SimSwap Load SAM' "
+                             f"(a SAM checkpoint in models/sams) to the 'sam' input")
+        frames = boxes = None
         if face_crops is not None:
             aligned = face_crops.aligned.to(compute_device())
+            if spec.needs_sam:
+                if images is None:
+                    raise InputError(f"images: mask = {spec.kind} needs the frames the face crops were cut from "
+                                     f"(SAM segments the faces in the frames); connect them to 'images'")
+                frames = image_to_nchw(images, "images")
+                sizes = sorted(set(map(tuple, aligned.frame_sizes)))
+                if len(aligned.frame_sizes) != frames.shape[0] or \
+                        any(tuple(sz) != tuple(frames.shape[-2:]) for sz in aligned.frame_sizes):
+                    raise InputError(f"images: expected the {len(aligned.frame_sizes)} frames the face crops were cut "
+                                     f"from (sizes {sizes}), got {frames.shape[0]} of {frames.shape[-2]}x"
+                                     f"{frames.shape[-1]}")
         elif faces is None or images is None:
             raise InputError("face_crops: connect aligned face crops, or both 'faces' (SimSwap Detect Faces) "
                              "and the 'images' they were detected in")
@@ -161,7 +192,9 @@ class SimSwapFaceMask(io.ComfyNode):
             frames = image_to_nchw(images, "images")
             faces.check_matches(frames)
             aligned = align_selected(frames, faces, 224, None, make_selection("all"))
-        crop_masks = _crop_masks(aligned, spec, parser)
+            boxes = faces.boxes        # "all" keeps every face in order: the detector's boxes are SAM's box prompts
+        crop_masks = _crop_masks(aligned, spec, parser, sam=sam, frames=frames if spec.needs_sam else None,
+                                 boxes=boxes if spec.needs_sam else None)
         return io.NodeOutput(n1hw_to_mask(frame_masks(aligned, crop_masks)), n1hw_to_mask(crop_masks))
 
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from comfy_api.latest import io
 
+from simswap_core import masks as _masks
+
 from ._common import (
     CATEGORY,
     LICENCE_NOTE,
@@ -46,6 +48,9 @@ from .loaders import (
 )
 from .search_aliases import search_aliases
 from .selection import MASK_KINDS, parse_indices
+
+# the kinds this node can build from its own model pickers (a SAM kind needs SimSwap Load SAM: use SimSwap Face Swap)
+QUICK_MASK_KINDS = [k for k in MASK_KINDS if not _masks.MASKERS[k].needs_sam]
 
 if TYPE_CHECKING:
     import torch
@@ -230,10 +235,13 @@ class SimSwapQuickSwap(io.ComfyNode):
                                 tooltip="Which face(s) of each target image to replace, numbered left to right from "
                                         "0 (e.g. '0' or '0,2'). With fewer source faces than target faces the "
                                         "source faces are reused in turn."),
-                io.Combo.Input("mask", options=MASK_KINDS, default="box",
+                io.Combo.Input("mask", options=QUICK_MASK_KINDS, default="box",
                                tooltip="Region of each face that is replaced: box = the whole aligned crop (official "
                                        "SimSwap), ellipse = a face ellipse from the landmarks, parsing = skin, "
-                                       "brows, eyes, nose, lips, mouth (needs 79999_iter.pth in models/simswap)."),
+                                       "brows, eyes, nose, lips, mouth, occlusion = the same but hands, hair, "
+                                       "glasses and anything else in front of the face stay (parsing and occlusion "
+                                       "need 79999_iter.pth in models/simswap). SAM-refined masks: use SimSwap Face "
+                                       "Swap with SimSwap Load SAM."),
                 io.Boolean.Input("color_match", default=False,
                                  tooltip="Match the swapped face's colours to the target face."),
                 *_restore_inputs(),
@@ -284,12 +292,12 @@ class SimSwapQuickSwap(io.ComfyNode):
         frames = image_to_nchw(target_image, "target_image")
         src_idx = parse_indices(source_faces_index, "source_faces_index")
         tgt_idx = parse_indices(target_faces_index, "target_faces_index")
-        if mask not in MASK_KINDS:
-            raise InputError(f"mask: expected one of {MASK_KINDS}, got {mask!r}")
+        if mask not in QUICK_MASK_KINDS:
+            raise InputError(f"mask: expected one of {QUICK_MASK_KINDS}, got {mask!r}")
         visibility = check_number(face_restore_visibility, "face_restore_visibility", low=0.0, high=1.0)
         check_interrupt()
         gen, arc, det = _generator(generator), _arcface(arcface), _detector(detector)
-        parser = _parser() if mask == "parsing" else None
+        parser = _parser() if MaskSpec(kind=mask).needs_parser else None
         restorer = _restorer(face_restore_model) if visibility > 0 else None
         g, a, p = load_managed(gen, arc, parser)
         swapper = FaceSwapper(g, a, det, parser=p, device=compute_device(), crop_size=gen.info.get("crop_size"))

@@ -66,7 +66,15 @@ OFFICIAL_REGIONS_TEXT = "skin,brows,eyes,glasses,nose,lips,mouth"
 FEATHER_CHOICES = ["auto", "0", "0.01", "0.02", "0.03", "0.04", "0.05", "0.06", "0.08", "0.1", "0.12", "0.15",
                    "0.2", "0.3"]
 FEATHER_TOOLTIP = ("Width of the mask's soft edge as a fraction of the crop size; auto = the kind's own (box 0, "
-                   "ellipse 0.06, parsing 0.03).")
+                   "ellipse 0.06, parsing 0.03, occlusion 0.03, sam 0.04, sam_parsing 0.03).")
+#: tooltip of a ``mask`` combo (every kind of MASK_KINDS explained; what each one needs connected)
+MASK_TOOLTIP = ("Region of each aligned face that is replaced: box = the whole aligned crop (official default), "
+                "ellipse = a face ellipse from the 5 landmarks, parsing = BiSeNet regions of the target face (needs a "
+                "face parser; official --use_mask), occlusion = the parsing regions that are the face itself (skin, "
+                "brows, eyes, nose, lips, mouth) so a hand, hair or glasses in front stay in front (needs a face "
+                "parser), sam = the face ellipse cut by Segment Anything's outline of the face, which leaves "
+                "occluders out without a parser (needs a SAM model: SimSwap Load SAM), sam_parsing = occlusion "
+                "regions cut by SAM's face (needs both).")
 
 
 def region_inputs() -> list:
@@ -75,8 +83,10 @@ def region_inputs() -> list:
 
     return [
         io.String.Input("mask_regions", display_name="regions", default=OFFICIAL_REGIONS_TEXT,
-                        tooltip="For mask = parsing: comma-separated regions among skin, brows, eyes, glasses, nose, "
-                                "lips, mouth, ears, earrings, neck, hair, hat (default = official set)."),
+                        tooltip="For mask = parsing, occlusion or sam_parsing: comma-separated regions among skin, "
+                                "brows, eyes, glasses, nose, lips, mouth, ears, earrings, neck, hair, hat (default = "
+                                "official set; occlusion and sam_parsing never swap glasses, hair, hat, earrings, "
+                                "necklace, cloth)."),
         io.Float.Input("mask_grow", default=0.0, min=-0.5, max=0.5, step=0.005,
                        tooltip="Grow (> 0) or shrink (< 0) the mask, as a fraction of the aligned crop size (so it "
                                "scales with the face)."),
@@ -120,10 +130,7 @@ def mask_inputs(default_kind: str = "box") -> list:
     from comfy_api.latest import io
 
     return [
-        io.Combo.Input("mask", options=MASK_KINDS, default=default_kind,
-                       tooltip="Region of each aligned face that is replaced: box = the whole aligned crop (official "
-                               "default), ellipse = a face ellipse from the 5 landmarks, parsing = BiSeNet regions of "
-                               "the target face (needs a face parser; official --use_mask)."),
+        io.Combo.Input("mask", options=MASK_KINDS, default=default_kind, tooltip=MASK_TOOLTIP),
         *region_inputs(),
     ]
 

@@ -152,8 +152,28 @@ def public_domain_photo() -> Path:
     return Path(spec.submodule_search_locations[0]) / "data" / "astronaut.png"
 
 
+VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+
+
+def astronaut_clip(path: Path, frames: int = 12) -> None:
+    """A short silent H.264 clip of the astronaut photo (what a video in the input folder is replaced by)."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(Image.open(public_domain_photo()).convert("RGB").resize((320, 320)))
+    path.unlink()
+    with av.open(str(path), mode="w") as c:
+        stream = c.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 320, 320, "yuv420p"
+        for _ in range(frames):
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        c.mux(stream.encode(None))
+
+
 def only_public_domain_inputs(input_dir: Path) -> dict[str, str]:
-    """Replace every image in input_dir by the astronaut (same name and format); returns name -> sha256."""
+    """Replace every image in input_dir by the astronaut (same name and format) and every video by a clip of it;
+    returns name -> sha256."""
     from PIL import Image
 
     astro = public_domain_photo()
@@ -163,6 +183,8 @@ def only_public_domain_inputs(input_dir: Path) -> dict[str, str]:
             continue
         if p.name == "astronaut.png":
             shutil.copyfile(astro, p)
+        elif p.suffix.lower() in VIDEO_EXTS:
+            astronaut_clip(p)
         else:
             im = Image.open(astro).convert("RGB")
             fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}.get(p.suffix.lower(), "PNG")

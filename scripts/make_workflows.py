@@ -82,7 +82,7 @@ def socket_inputs(info: dict) -> list[tuple[str, object, bool]]:
 
 def extra_widget_values(name: str, typ, opts: dict) -> list:
     """Values the frontend stores after a widget for its companion widget (upload button, seed control)."""
-    if opts.get("image_upload"):
+    if opts.get("image_upload") or opts.get("video_upload"):  # the frontend's upload button (IMAGEUPLOAD widget)
         return ["image"]
     if opts.get("control_after_generate") or (typ == "INT" and name in ("seed", "noise_seed")):
         return ["fixed"]
@@ -513,8 +513,46 @@ def quick_face_swap(object_info: dict) -> Workflow:
     return wf
 
 
+VIDEO_CLIP = "two_people.mp4"  # the synthetic clip tests/comfy_harness.py puts into the input folder
+
+
+def video_two_people() -> Workflow:
+    wf = Workflow("07_video_two_people", "SimSwap: two people in a video",
+                  "Two identities onto the two people of a video, streamed from file to file with tracked, "
+                  "steadied faces and the audio kept.")
+    wf.note("Swap two different people in a whole video, file to file (core Load Video and Save Video; memory "
+            "does not grow with the length of the clip).\n\n1. Load Video: your clip (upload it with the "
+            "node's button).\n2. The two Load Image nodes: a photo of each person to swap IN.\n3. The two "
+            "'SimSwap Map Identity' nodes say which face gets which identity: here face 0 and face 1 numbered "
+            "left to right (as 'SimSwap Detect Faces' shows them), or by a reference photo of the person to "
+            "replace, or by track id. Chain more of them for more people; faces not mapped are left alone.\n"
+            "4. Run. Faces are tracked: a face the detector misses for up to track_gap frames keeps its swap, "
+            "landmarks, mask and colour are steadied per track (temporal_smoothing, blend_smoothing), a shot cut "
+            "starts new tracks. The node says how many faces each identity got and in which frames nothing was "
+            "swapped. The progress bar counts frames; Cancel leaves no file.\n\n" + SEEDED_NOTE,
+            col=0, row=-2.6, size=(740, 340))
+    gen, arc, det = _loaders(wf, row=0)
+    src_a = wf.add("LoadImage", col=0, row=3.4, title="Load Image (identity for face 0)", image=SOURCE_PHOTO)
+    src_b = wf.add("LoadImage", col=0, row=6.2, title="Load Image (identity for face 1)", image=GROUP_PHOTO)
+    id_a = wf.add("SimSwapExtractIdentity", col=1, row=0, title="Extract Identity (face 0)", source_images=src_a[0],
+                  generator=gen[0], arcface=arc[0], detector=det[0], face="largest", face_index="0",
+                  order="left-right", combine="mean", if_no_face="error")
+    id_b = wf.add("SimSwapExtractIdentity", col=1, row=2.4, title="Extract Identity (face 1)", source_images=src_b[0],
+                  generator=gen[0], arcface=arc[0], detector=det[0], face="largest", face_index="0",
+                  order="left-right", combine="mean", if_no_face="error")
+    map_a = wf.add("SimSwapMapIdentity", col=2, row=0, title="Map Identity (face 0)", identity=id_a[0],
+                   target="face index", face_index=0, order="left-right")
+    map_b = wf.add("SimSwapMapIdentity", col=2, row=2.4, title="Map Identity (face 1)", identity=id_b[0],
+                   identity_map=map_a[0], target="face index", face_index=1, order="left-right")
+    clip = wf.add("LoadVideo", col=1, row=5.2, size=(340, 420), file=VIDEO_CLIP)
+    swap = wf.add("SimSwapSwapVideo", col=3, row=0, video=clip[0], identity_map=map_b[0], generator=gen[0],
+                  detector=det[0], faces="all", face_index="0", order="left-right", mask="box", if_no_face="keep")
+    wf.add("SaveVideo", col=4, row=0, size=(420, 480), video=swap[0], filename_prefix="simswap/video")
+    return wf
+
+
 WORKFLOWS = [basic_image_swap, pick_faces_with_preview, identity_from_several_photos, swap_restore_paste,
-             video_frames_batch, quick_face_swap]
+             video_frames_batch, quick_face_swap, video_two_people]
 #: where scripts/make_workflows.py writes the Templates-menu titles, descriptions and order (web/simswap_templates.js)
 TEMPLATES_INFO = REPO / "web" / "simswap_templates.json"
 

@@ -56,6 +56,7 @@ _LAZY: dict[str, str] = {
     "invert_affine": "align",
     "paste_faces": "paste",
     "load_parser": "models.loaders",
+    "load_sam": "models.loaders",
     "load_detector": "detection",
     "FaceSelection": "detection.select",
     "select_faces": "detection.select",
@@ -73,8 +74,8 @@ __all__ = [
     "load_model", "identity_latent", "identity_embedding", "Identity", "combine_identities", "save_identity",
     "load_identity", "SimSwapGenerator", "GeneratorConfig", "IResNet", "ArcFaceConfig", "write_seeded_checkpoints",
     "seeded_state_dict", "DetectedFaces", "AlignedFaces", "align_faces", "estimate_alignment", "warp_faces",
-    "invert_affine", "paste_faces", "load_parser", "load_detector", "FaceSelection", "select_faces", "order_faces",
-    "find_model", "FaceSwapper", "SwapResult",
+    "invert_affine", "paste_faces", "load_parser", "load_sam", "load_detector", "FaceSelection", "select_faces",
+    "order_faces", "find_model", "FaceSwapper", "SwapResult",
 ]
 
 
@@ -107,6 +108,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_generator,
         load_model,
         load_parser,
+        load_sam,
     )
     from .models.seeded import seeded_state_dict, write_seeded_checkpoints
     from .networks.arcface import ArcFaceConfig, IResNet

@@ -20,8 +20,10 @@ class DetectedFaces:
     scores:      [F] float32 detector confidence in [0,1].
     frame_index: [F] int64, the frame each face belongs to, sorted ascending.
     frame_sizes: (H, W) of each of the N frames.
-    track_id:    [F] int64 track number of each face across frames (``tracking.LandmarkSmoother``; -1 = not
-                 tracked), or None when the faces were not tracked.
+    track_id:    [F] int64 track number of each face across frames (``tracking.FaceTracker`` /
+                 ``tracking.LandmarkSmoother``; -1 = not tracked), or None when the faces were not tracked.
+    interpolated: [F] bool, True for a face filled in a detection gap (``tracking.FaceTracker``: box and points
+                 interpolated between the frames where its track was detected), or None (all detected).
     """
 
     boxes: torch.Tensor
@@ -30,6 +32,7 @@ class DetectedFaces:
     frame_index: torch.Tensor
     frame_sizes: list[tuple[int, int]]
     track_id: torch.Tensor | None = None
+    interpolated: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         f = self.boxes.shape[0]
@@ -41,6 +44,10 @@ class DetectedFaces:
                 f"{tuple(self.frame_index.shape)}")
         if self.track_id is not None and self.track_id.shape != (f,):
             raise ValueError(f"DetectedFaces: expected track_id [F={f}], got {tuple(self.track_id.shape)}")
+        if self.interpolated is not None and (self.interpolated.shape != (f,)
+                                              or self.interpolated.dtype != torch.bool):
+            raise ValueError(f"DetectedFaces: expected interpolated [F={f}] bool, got "
+                             f"{tuple(self.interpolated.shape)} {self.interpolated.dtype}")
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -60,12 +67,14 @@ class DetectedFaces:
         keep = keep.to(self.boxes.device)
         keep = keep[torch.argsort(self.frame_index[keep], stable=True)]
         return DetectedFaces(self.boxes[keep], self.points[keep], self.scores[keep], self.frame_index[keep],
-                             list(self.frame_sizes), None if self.track_id is None else self.track_id[keep])
+                             list(self.frame_sizes), None if self.track_id is None else self.track_id[keep],
+                             None if self.interpolated is None else self.interpolated[keep])
 
     def to(self, device: torch.device | str) -> DetectedFaces:
         return DetectedFaces(self.boxes.to(device), self.points.to(device), self.scores.to(device),
                              self.frame_index.to(device), list(self.frame_sizes),
-                             None if self.track_id is None else self.track_id.to(device))
+                             None if self.track_id is None else self.track_id.to(device),
+                             None if self.interpolated is None else self.interpolated.to(device))
 
     def check_matches(self, frames: torch.Tensor, what: str = "faces") -> None:
         """InputError naming ``what`` unless these faces were detected on ``frames`` [N,3,H,W] (count and size)."""
@@ -116,13 +125,22 @@ class DetectedFaces:
         return wh[:, 0] * wh[:, 1]
 
     def to_json(self) -> list[list[dict]]:
-        """Per frame, a list of {"index", "box", "points", "score"} with plain floats (index = position in frame)."""
+        """Per frame, a list of {"index", "box", "points", "score"} with plain floats (index = position in frame),
+        plus "track" (int track id) when the faces are tracked and "filled" (bool: filled in a detection gap) when
+        ``interpolated`` is set."""
         out: list[list[dict]] = [[] for _ in self.frame_sizes]
         boxes, points, scores = self.boxes.cpu().tolist(), self.points.cpu().tolist(), self.scores.cpu().tolist()
+        tracks = None if self.track_id is None else self.track_id.cpu().tolist()
+        filled = None if self.interpolated is None else self.interpolated.cpu().tolist()
         for f, fi in enumerate(self.frame_index.cpu().tolist()):
-            out[fi].append({"index": len(out[fi]), "box": [round(v, 2) for v in boxes[f]],
-                            "points": [[round(x, 2), round(y, 2)] for x, y in points[f]],
-                            "score": round(scores[f], 4)})
+            item: dict[str, Any] = {"index": len(out[fi]), "box": [round(v, 2) for v in boxes[f]],
+                                    "points": [[round(x, 2), round(y, 2)] for x, y in points[f]],
+                                    "score": round(scores[f], 4)}
+            if tracks is not None:
+                item["track"] = int(tracks[f])
+            if filled is not None:
+                item["filled"] = bool(filled[f])
+            out[fi].append(item)
         return out
 
     @staticmethod
@@ -142,6 +160,10 @@ class DetectedFaces:
             offset += it.num_frames
         tracks = [i.track_id for i in items if i.track_id is not None]
         track_id = torch.cat(tracks) if len(tracks) == len(items) else None
+        interpolated = None
+        if any(i.interpolated is not None for i in items):  # an item without the flag has only detected faces
+            interpolated = torch.cat([i.interpolated if i.interpolated is not None
+                                      else torch.zeros(len(i), dtype=torch.bool, device=i.device) for i in items])
         return DetectedFaces(torch.cat([i.boxes for i in items]), torch.cat([i.points for i in items]),
                              torch.cat([i.scores for i in items]), torch.cat(idx),
-                             [s for i in items for s in i.frame_sizes], track_id)
+                             [s for i in items for s in i.frame_sizes], track_id, interpolated)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from .align import AlignedFaces, invert_affine, sample_grid
 from .checks import check_images, check_masks, check_number
-from .color import match_color
+from .color import ColorFilter, match_color
 from .errors import InputError
 from .masks.edges import crop_border_mask
 
@@ -137,7 +137,8 @@ def _official_masks(white: torch.Tensor) -> torch.Tensor:
 def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces,
                 crop_masks: torch.Tensor | None = None, *, feather: float = 0.12, erode: float = 0.04,
                 color_match: bool = False, mode: str = "default", detail: float = 1.0,
-                uint8_truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                uint8_truncate: bool = False, color_filter: ColorFilter | None = None,
+                protect: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite swapped crops into their frames.
 
     frames: [N,3,H,W] RGB [0,1]; faces: [F,3,S,S] RGB [0,1] (generator outputs, same order as ``aligned``);
@@ -146,7 +147,12 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
     feather/erode: seam ramp at the crop border, fractions of S (default mode only; the official mode uses its
     absolute 40/41-pixel constants). color_match: Lab mean/std transfer of each swapped face to its target crop
     inside its mask. detail: default mode only, see the module docstring. uint8_truncate: official mode only, floor
-    to 1/255 steps inside the mask like the official ``astype(uint8)``.
+    to 1/255 steps inside the mask like the official ``astype(uint8)``. color_filter: with color_match, a
+    ``color.ColorFilter`` that may replace each face's colour statistics before the transfer (e.g.
+    ``temporal.TemporalState.color_filter``: smoothed over time per track); None = the plain transfer.
+    protect: [N,1,H,W] or [1,1,H,W] (every frame) float in [0,1], regions that must never change (a hand or a
+    microphone in front of the face, from any mask): the result is lerp(pasted, frame, protect), exactly the input
+    frame where protect is 1 (``where``, so bit-identical), and the returned mask is multiplied by (1 - protect).
 
     Returns (frames [N,3,H,W], union mask [N,1,H,W]); outside the mask the frames are bit-identical to the input.
     """
@@ -171,6 +177,8 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
         raise InputError(f"paste_faces: aligned faces describe frames {aligned.frame_sizes}, got {n} of {(h, w)}")
     if crop_masks is not None:
         check_masks(crop_masks, "paste_faces crop_masks", count=nf, size=(s, s))
+    if protect is not None:
+        protect = check_protect(protect, n, (h, w))
     out = frames.clone()
     union = frames.new_zeros(n, 1, h, w)
     if nf == 0:
@@ -185,7 +193,7 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
             raise InputError(f"paste_faces: official mode needs frames of at least {OFFICIAL_BLUR // 2 + 1} px, "
                              f"got {(h, w)}")
         if color_match:
-            faces = match_color(faces, crops, cm)
+            faces = match_color(faces, crops, cm, stats_filter=color_filter)
         comp = _official_content(faces, aligned, cm)
         content = torch.cat([comp, torch.ones_like(comp[:, :1])], 1)
         rois = _rois(aligned, OFFICIAL_BLUR // 2 + 4)
@@ -194,7 +202,7 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
         alpha = border if cm is None else cm * border
         alpha = alpha.expand(nf, 1, s, s)
         if color_match:
-            faces = match_color(faces, crops, alpha)
+            faces = match_color(faces, crops, alpha, stats_filter=color_filter)
         d = float(detail)
         content = torch.cat([faces - d * crops, alpha], 1)
         rois = _rois(aligned, 1)
@@ -228,7 +236,39 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
         union[fi, :, y0:y0 + hr, x0:x0 + wr] = torch.where(inside, u + m * (1 - u), u)
     if mode == "official" and uint8_truncate:
         out = torch.where(union > 0, torch.floor(out * 255.0 + 1e-3) / 255.0, out)
+    if protect is not None:
+        out, union = apply_protect(frames, out, union, protect)
     return out, union
+
+
+def check_protect(protect: object, count: int, size: tuple[int, int], what: str = "protect") -> torch.Tensor:
+    """A protect mask as float [N,1,H,W] or [1,1,H,W] in [0,1] matching ``count`` frames of ``size`` (H, W), or
+    InputError naming ``what`` (the argument, CLI flag or node input) with the shape expected."""
+    if not isinstance(protect, torch.Tensor):
+        raise InputError(f"{what}: expected a mask tensor [N,1,H,W] or [1,1,H,W] in [0,1], got "
+                         f"{type(protect).__name__}")
+    h, w = size
+    shape = tuple(protect.shape)
+    if protect.dim() != 4 or shape[1] != 1 or shape[0] not in (1, count) or shape[2:] != (h, w):
+        raise InputError(f"{what}: expected a mask the size of the frames, [{count},1,{h},{w}] (one per frame) or "
+                         f"[1,1,{h},{w}] (the same for every frame), got shape {shape}"
+                         + (f" ({shape[-1]}x{shape[-2]} px, frames are {w}x{h})" if protect.dim() >= 2 and
+                            shape[-2:] != (h, w) else ""))
+    if not protect.is_floating_point():
+        raise InputError(f"{what}: expected float values in [0,1] (1 = keep the original pixel), got dtype "
+                         f"{protect.dtype}")
+    check_masks(protect, what)
+    return protect
+
+
+def apply_protect(frames: torch.Tensor, out: torch.Tensor, mask: torch.Tensor, protect: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lerp(out, frames, protect), mask * (1 - protect)): frames/out [N,3,H,W], mask [N,1,H,W], protect [N or
+    1,1,H,W] in [0,1] (checked by ``check_protect``). Where protect is 1 the result IS the input pixel (``where``:
+    bit-identical); where it is 0 it is ``out`` unchanged."""
+    p = protect.to(out.device, out.dtype)
+    kept = torch.where(p >= 1, frames.to(out.dtype), torch.lerp(out, frames.to(out.dtype), p))
+    return torch.where(p > 0, kept, out), mask * (1 - p)
 
 
 def frame_masks(aligned: AlignedFaces, crop_masks: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,8 @@
     track   + tracking.LandmarkSmoother (video)    -> ChosenFaces (steadied points, track_id)
     align   + crop size / template                 -> AlignedFaces (crops [F,3,S,S], frame->crop matrices)
     generate + identity latents [F,512]            -> swapped crops [F,3,S,S] (+ optional face restorer, blended)
-    mask    + masks.MaskSpec                       -> crop masks [F,1,S,S] (None = paste's own box)
-    paste   + paste mode, colour match             -> frames [B,3,H,W], frame mask [B,1,H,W]
+    mask    + masks.MaskSpec (+ SAM on the frames)  -> crop masks [F,1,S,S] (None = paste's own box)
+    paste   + paste mode, colour match, protect    -> frames [B,3,H,W], frame mask [B,1,H,W]
 
 ``FaceSwapper.swap`` is a short loop of these stages over batches of frames (``io.frames.frame_ranges``). Every
 stage works on all faces of a batch at once (faces are flattened over frames, see ``DetectedFaces``); the only
@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -32,11 +32,22 @@ from .detection.base import FaceDetector, detector_label
 from .detection.select import FaceSelection, assign_identities, select_faces
 from .errors import InputError, NoFaceError
 from .faces import DetectedFaces
-from .identity import Identity, check_identity, extract_identity, identity_latent, reference_distance
+from .identity import (
+    Identity,
+    check_identity,
+    extract_identity,
+    identity_latent,
+    raw_embeddings,
+    reference_distance,
+)
 from .io.frames import frame_ranges
-from .masks import OFFICIAL_REGIONS, MaskSpec, build_crop_masks, official_parsing_crop_masks
-from .paste import PASTE_MODES, paste_faces
+from .mapping import IdentityMap, assign_faces, check_identity_map, reference_distances
+from .masks import MASKERS, OFFICIAL_REGIONS, MaskSpec, build_crop_masks, official_parsing_crop_masks
+from .paste import PASTE_MODES, check_protect, paste_faces
 from .progress import ProgressFn, StageTimer, StepFn, frame_progress, increasing
+
+if TYPE_CHECKING:
+    from .temporal import TemporalState
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 GENDERS = ("any", "female", "male")  # GenderAgeEstimator codes: 0 = female, 1 = male
@@ -115,6 +126,9 @@ class SwapOptions:
     gender_model: GenderModel | None = None
     restorer: Restorer | None = None
     restore_visibility: float = 1.0
+    identity_map: IdentityMap | None = None
+    temporal: TemporalState | None = None
+    track_slots: dict[int, int] | None = None  # the identity map's per-stream memory (temporal's, or this call's)
 
     @property
     def official_parsing(self) -> bool:
@@ -174,7 +188,8 @@ class SwapResult:
     """Output of FaceSwapper.swap (everything on the input frames' device).
 
     images:  [N,3,H,W] float32 RGB [0,1], the composited frames.
-    mask:    [N,1,H,W] float32 [0,1], where swapped faces were pasted (zero for frames left unchanged).
+    mask:    [N,1,H,W] float32 [0,1], where swapped faces were pasted (zero for frames left unchanged and where the
+             ``protect`` mask of the call is 1).
     faces:   the swapped faces (DetectedFaces; frame_index refers to the input frames).
     aligned: AlignedFaces of the swapped faces: target crops [F,3,S,S] and frame->crop matrices [F,2,3].
     swapped: [F,3,S,S] float32 RGB [0,1] generator outputs, in the same order as `faces`.
@@ -245,7 +260,8 @@ class FaceSwapper:
 
     generator: SimSwap G (`load_generator`), arcface: SimSwap ArcFace (`load_arcface`; may be None when no
     reference selection, identity strength != 1 or identity extraction is asked of this swapper), detector: a
-    FaceDetector (`load_detector`), parser: BiSeNet face parser (needed only for parsing masks).
+    FaceDetector (`load_detector`), parser: BiSeNet face parser (needed only for parsing masks), sam: a Segment
+    Anything model (`load_sam`; needed only for mask kinds whose masker ``needs_sam``: sam, sam_parsing).
     device: where everything runs (default: the generator's device). crop_size: 224 or 512 (default: the
     generator's `crop_size` attribute, else 224). align_mode: None -> "none" for 224, "ffhq" for 512.
     precision: "fp32", "bf16" or "fp16" (autocast for the generator only; fp32 everywhere else).
@@ -255,7 +271,7 @@ class FaceSwapper:
     """
 
     def __init__(self, generator: torch.nn.Module, arcface: torch.nn.Module | None, detector: FaceDetector, *,
-                 parser: torch.nn.Module | None = None,
+                 parser: torch.nn.Module | None = None, sam: torch.nn.Module | None = None,
                  device: torch.device | str | None = None, crop_size: int | None = None,
                  align_mode: str | None = None, precision: str = "fp32", channels_last: bool | None = None):
         if precision not in PRECISIONS:
@@ -270,6 +286,7 @@ class FaceSwapper:
         self.channels_last = bool(channels_last)
         self.arcface = arcface.to(self.device).eval() if arcface is not None else None
         self.parser = parser.to(self.device).eval() if isinstance(parser, torch.nn.Module) else parser
+        self.sam = sam.to(self.device).eval() if isinstance(sam, torch.nn.Module) else sam
         self.detector = detector
         self.crop_size = check_integer(crop_size or getattr(generator, "crop_size", None) or 224, "crop_size",
                                        low=16, high=MAX_CROP_SIZE)
@@ -299,6 +316,8 @@ class FaceSwapper:
         """The faces to swap (gender filter, then the selection); for a reference selection, every candidate is
         aligned and compared with the reference. Frames left without a face get a reason."""
         candidates = self.filter_gender(frames, detected, opts)
+        if opts.identity_map is not None:
+            return self._choose_mapped(frames, detected, candidates, opts)
         aligned_all = dist = None
         if opts.selection.how == "reference" and len(candidates):
             assert opts.reference is not None and self.arcface is not None, "checked by _options"
@@ -315,6 +334,63 @@ class FaceSwapper:
         reasons = self._reasons(empty, detected, candidates, dist, opts) if empty else {}
         return ChosenFaces(chosen, detected, None if aligned_all is None else aligned_all.select(order), slots,
                            reasons)
+
+    def _choose_mapped(self, frames: torch.Tensor, detected: DetectedFaces, candidates: DetectedFaces,
+                       opts: SwapOptions) -> ChosenFaces:
+        """``choose`` with an identity map: the ArcFace distances of every candidate to all the map's references at
+        once ([F,R], only when the map has reference entries), then ``mapping.assign_faces``."""
+        imap = opts.identity_map
+        assert imap is not None
+        if imap.needs_tracks and len(candidates) and candidates.track_id is None:
+            raise InputError(f"identity_map: {imap.describe()} maps faces by track id, but these faces are not "
+                             "tracked; swap video frames through run(..., tracker=tracking.FaceTracker())")
+        aligned_all = dist = None
+        if imap.needs_arcface and len(candidates):
+            assert self.arcface is not None, "checked by _options"
+            aligned_all = self.align(frames, candidates)
+            with self.timer.stage("identity"):
+                dist = reference_distances(raw_embeddings(self.arcface, aligned_all.crops), imap)
+        keep, slots = assign_faces(candidates, imap, distances=dist, track_slots=opts.track_slots)
+        idx = keep.nonzero().flatten()          # candidates are in frame order, so idx is too
+        chosen = candidates.select(idx)
+        per_frame = torch.bincount(chosen.frame_index, minlength=chosen.num_frames)
+        empty = (per_frame == 0).nonzero().flatten().tolist()
+        reasons = self._map_reasons(empty, detected, candidates, dist, opts) if empty else {}
+        return ChosenFaces(chosen, detected, None if aligned_all is None else aligned_all.select(idx), slots[idx],
+                           reasons)
+
+    def _map_reasons(self, frames: list[int], detected: DetectedFaces, candidates: DetectedFaces,
+                     dist: torch.Tensor | None, opts: SwapOptions) -> dict[int, str]:
+        """Why no face of these frames got an identity of the map (read only for such frames)."""
+        imap = opts.identity_map
+        assert imap is not None
+        n = detected.num_frames
+        found = torch.bincount(detected.frame_index, minlength=n).tolist()
+        left = torch.bincount(candidates.frame_index, minlength=n).tolist()
+        closest: list[float] = []
+        if dist is not None and len(candidates) and dist.shape[1]:
+            closest = torch.full((n,), float("inf"), device=dist.device).scatter_reduce(
+                0, candidates.frame_index.to(dist.device), dist.min(1).values.float(), "amin").tolist()
+        thresholds = sorted({e.threshold for e in imap.entries if e.by == "reference"})
+        out = {}
+        for i in frames:
+            if found[i] == 0:
+                out[i] = "no face detected"
+            elif left[i] == 0:
+                out[i] = f"{_plural(found[i], 'face')} detected, none {opts.gender} (gender filter)"
+            else:
+                parts = []
+                if closest and closest[i] != float("inf"):
+                    parts.append(f"closest reference distance {closest[i]:.3f}, threshold "
+                                 f"{'/'.join(f'{t:g}' for t in thresholds)}")
+                if any(e.by == "index" for e in imap.entries):
+                    k = left[i]
+                    parts.append(f"{_plural(k, 'face')} numbered {'0' if k == 1 else f'0-{k - 1}'} ({imap.order})")
+                if imap.needs_tracks:
+                    parts.append("no mapped track")
+                out[i] = (f"no face matched the identity map: {_plural(left[i], 'face')} detected"
+                          + (f" ({'; '.join(parts)})" if parts else ""))
+        return out
 
     def _reasons(self, frames: list[int], detected: DetectedFaces, candidates: DetectedFaces,
                  dist: torch.Tensor | None, opts: SwapOptions) -> dict[int, str]:
@@ -351,7 +427,7 @@ class FaceSwapper:
         """Steadied landmarks of tracked faces (``opts.smoothing``); the crops must then follow the new points."""
         if opts.smoothing is None or not getattr(opts.smoothing, "enabled", True):
             return chosen
-        return ChosenFaces(opts.smoothing(chosen.faces), chosen.detected, None)
+        return ChosenFaces(opts.smoothing(chosen.faces), chosen.detected, None, chosen.slots, chosen.reasons)
 
     def align(self, frames: torch.Tensor, faces: DetectedFaces) -> AlignedFaces:
         """Aligned crops [F,3,S,S] of ``faces`` at this swapper's crop size and template."""
@@ -393,23 +469,42 @@ class FaceSwapper:
                                  batch_size=opts.face_batch_size, precision=self.precision, after_batch=after_batch,
                                  post=post)
 
-    def mask(self, aligned: AlignedFaces, opts: SwapOptions) -> torch.Tensor | None:
-        """Crop masks [F,1,S,S] of the spec (with the official parsing paste: SimSwap's own parsing mask)."""
+    def mask(self, aligned: AlignedFaces, opts: SwapOptions, frames: torch.Tensor | None = None
+             ) -> torch.Tensor | None:
+        """Crop masks [F,1,S,S] of the spec (with the official parsing paste: SimSwap's own parsing mask).
+        frames: the batch [B,3,H,W] the faces were aligned from (SAM kinds embed them, once per frame)."""
         if opts.mask is None or not len(aligned):
             return None
         with self.timer.stage("mask"):
             if opts.official_parsing:
                 return official_parsing_crop_masks(aligned, self.parser)
-            return build_crop_masks(aligned, opts.mask, self.parser)
+            return build_crop_masks(aligned, opts.mask, self.parser, frames=frames, sam=self.sam)
+
+    def smooth_masks(self, faces: DetectedFaces, crop_masks: torch.Tensor | None,
+                     opts: SwapOptions) -> torch.Tensor | None:
+        """Crop masks [F,1,S,S] steadied over time per track (``opts.temporal``; only for tracked faces)."""
+        if opts.temporal is None or faces.track_id is None or not len(faces):
+            return crop_masks
+        with self.timer.stage("mask"):
+            return opts.temporal.smooth_masks(faces.track_id, faces.frame_index, crop_masks)
 
     def paste(self, frames: torch.Tensor, swapped: torch.Tensor, aligned: AlignedFaces,
-              crop_masks: torch.Tensor | None, opts: SwapOptions) -> tuple[torch.Tensor, torch.Tensor]:
-        """(frames [B,3,H,W], frame mask [B,1,H,W]) with the swapped crops pasted back."""
+              crop_masks: torch.Tensor | None, opts: SwapOptions,
+              faces: DetectedFaces | None = None, protect: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(frames [B,3,H,W], frame mask [B,1,H,W]) with the swapped crops pasted back; for tracked ``faces`` with
+        ``opts.temporal``, the colour correction is filtered over time per track. protect: [B or 1,1,H,W] in
+        [0,1], regions kept exactly as in ``frames`` (see ``paste.paste_faces``)."""
         if not len(aligned):
             return frames, frames.new_zeros(frames.shape[0], 1, *frames.shape[-2:])
+        extra: dict[str, Any] = {"protect": protect}
+        if opts.temporal is not None and faces is not None and faces.track_id is not None:
+            color_filter = opts.temporal.color_filter(faces.track_id, faces.frame_index)
+            if color_filter is not None:
+                extra["color_filter"] = color_filter
         with self.timer.stage("paste"):
             return paste_faces(frames, swapped, aligned, crop_masks, color_match=opts.color_match,
-                               mode=opts.paste_mode)
+                               mode=opts.paste_mode, **extra)
 
     # -- identity -------------------------------------------------------------------------------------------
     def extract_identity(self, images: torch.Tensor | list[torch.Tensor], *, select: str | FaceSelection = "largest",
@@ -423,14 +518,15 @@ class FaceSwapper:
 
     # -- swap -----------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def swap(self, frames: torch.Tensor, identity: Identity | Sequence[Identity], *,
+    def swap(self, frames: torch.Tensor, identity: Identity | Sequence[Identity] | None = None, *,
              faces: DetectedFaces | None = None, select: str | FaceSelection = "all",
              mask: MaskSpec | None = None, paste_mode: str = "default", color_match: bool = False,
              reference: Identity | None = None, if_no_face: str = "error", batch_size: int = 16,
              face_batch_size: int | None = None, smoothing: Callable[[DetectedFaces], DetectedFaces] | None = None,
              progress: ProgressFn | None = None, on_step: StepFn | None = None, identity_strength: float = 1.0,
              gender: str = "any", gender_model: GenderModel | None = None, restorer: Restorer | None = None,
-             restore_visibility: float = 1.0) -> SwapResult:
+             restore_visibility: float = 1.0, identity_map: IdentityMap | None = None,
+             temporal: TemporalState | None = None, protect: torch.Tensor | None = None) -> SwapResult:
         """Swap `identity` into the selected faces of frames [N,3,H,W] RGB [0,1].
 
         faces: faces already detected on these frames (e.g. by a preview step; DetectedFaces of all N frames), so
@@ -454,14 +550,27 @@ class FaceSwapper:
         ``detection.genderage.GenderAgeEstimator``) BEFORE the selection numbers them. restorer: a face restorer
         (``restore.FaceRestorer`` or any callable crops -> crops) applied to the generator outputs before masks and
         paste-back, blended by restore_visibility (0 = unchanged, 1 = fully restored).
+        identity_map: several identities, each to its own faces (``mapping.IdentityMap``: by reference photo, face
+        index or track id; faces not mapped are left alone); then ``identity`` is None and ``select`` "all", and
+        ``SwapResult.identity_slots`` index the map's entries. Stickiness per track (a track keeps its identity)
+        lasts the call, or the stream with ``temporal``. temporal: a ``temporal.TemporalState`` (one per stream,
+        frames in time order): crop masks and colour correction of tracked faces (``faces.track_id``, e.g. from
+        ``run(..., tracker=)``) are smoothed over time per track, and it keeps the map's per-track memory.
         Frames where nothing is swapped are listed in ``SwapResult.frames_without_face`` with a reason each
         (``no_face_reasons``); with if_no_face="error" a ``FramesWithoutFaceError`` (a NoFaceError) names them.
+        protect: [N,1,H,W] (one per frame) or [1,1,H,W] (every frame) float in [0,1], regions that must never
+        change (a hand, a microphone: any mask): after paste-back the frames are lerp(swapped, original, protect),
+        bit-identical to the input where protect is 1, and ``SwapResult.mask`` is multiplied by (1 - protect).
+        Mask kinds that need SAM (``sam``, ``sam_parsing``) use this swapper's ``sam`` on each batch of frames.
         """
         frames = check_images(frames, "swap frames", allow_single=True)
         opts = self._options(identity, select, mask, paste_mode, color_match, reference, if_no_face, batch_size,
-                             face_batch_size, smoothing)
+                             face_batch_size, smoothing, mapped=identity_map is not None)
         self._extra_options(opts, identity_strength, gender, gender_model, restorer, restore_visibility)
+        self._map_options(opts, identity_map, temporal)
         n = frames.shape[0]
+        if protect is not None:
+            protect = check_protect(protect, n, (frames.shape[-2], frames.shape[-1]))
         if faces is not None:
             if not isinstance(faces, DetectedFaces):
                 raise InputError(f"faces: expected the DetectedFaces of these {n} frame(s), got {type(faces).__name__}")
@@ -483,7 +592,10 @@ class FaceSwapper:
             aligned = chosen.aligned or self.align(chunk, chosen.faces)
             latents = self.latents(aligned, latent, chosen.slots, opts)
             swapped = self.generate(aligned, latents, opts, frame_progress(progress, start, n, per_frame, on_step))
-            out, frame_mask = self.paste(chunk, swapped, aligned, self.mask(aligned, opts), opts)
+            crop_masks = self.smooth_masks(chosen.faces, self.mask(aligned, opts, chunk), opts)
+            keep = None if protect is None else \
+                (protect if protect.shape[0] == 1 else protect[start:stop]).to(self.device, torch.float32)
+            out, frame_mask = self.paste(chunk, swapped, aligned, crop_masks, opts, chosen.faces, keep)
             out_device = frames.device
             slots = chosen.slots if chosen.slots is not None else torch.zeros(len(chosen.faces), dtype=torch.int64)
             parts.append(SwapResult(out.to(out_device), frame_mask.to(out_device), chosen.faces.to(out_device),
@@ -517,8 +629,27 @@ class FaceSwapper:
         opts.restore_visibility = check_number(restore_visibility, "restore_visibility", low=0.0, high=1.0)
         opts.gender, opts.gender_model, opts.restorer = gender, gender_model, restorer
 
+    def _map_options(self, opts: SwapOptions, identity_map: Any, temporal: Any) -> None:
+        """Checks of the identity map and the temporal state, stored into ``opts``."""
+        if temporal is not None and not all(callable(getattr(temporal, name, None))
+                                            for name in ("smooth_masks", "color_filter", "reset")):
+            raise InputError(f"temporal: expected a temporal.TemporalState or None, got {type(temporal).__name__}")
+        opts.temporal = temporal
+        if identity_map is None:
+            return
+        imap = check_identity_map(identity_map, "identity_map").to(self.device)
+        if opts.selection.how != "all":
+            raise InputError(f"select: with identity_map the map chooses the faces; use select='all' (got "
+                             f"{str(opts.selection)!r})")
+        if imap.needs_arcface and self.arcface is None:
+            raise InputError("identity_map: reference entries need the ArcFace encoder: FaceSwapper(generator, "
+                             "arcface, ...)")
+        opts.identity_map, opts.identities = imap, imap.identities
+        slots = getattr(temporal, "track_slots", None) if temporal is not None else None
+        opts.track_slots = slots if isinstance(slots, dict) else {}
+
     def _options(self, identity, select, mask, paste_mode, color_match, reference, if_no_face, batch_size,
-                 face_batch_size, smoothing) -> SwapOptions:
+                 face_batch_size, smoothing, mapped: bool = False) -> SwapOptions:
         """Every swap setting checked once, with a clear message naming the argument."""
         if if_no_face not in ("error", "keep"):
             raise InputError(f"if_no_face: expected 'error' or 'keep', got {if_no_face!r}")
@@ -537,7 +668,14 @@ class FaceSwapper:
             raise InputError(f"color_match: expected True or False, got {type(color_match).__name__} {color_match!r}")
         if smoothing is not None and not callable(smoothing):
             raise InputError(f"smoothing: expected a tracking.LandmarkSmoother or None, got {type(smoothing).__name__}")
-        if isinstance(identity, (list, tuple)):
+        if mapped:
+            if identity is not None:
+                raise InputError("identity: pass either identity or identity_map (several identities, each to its "
+                                 "own faces), not both")
+            identities: list[Identity] = []
+        elif identity is None:
+            raise InputError("identity: expected an Identity (or a list of them, or identity_map=), got None")
+        elif isinstance(identity, (list, tuple)):
             if not identity:
                 raise InputError("identity: an empty list of identities; expected at least one Identity")
             identities = [check_identity(item, f"identity #{k}") for k, item in enumerate(identity)]
@@ -554,6 +692,10 @@ class FaceSwapper:
                              "(FaceSwapper.extract_identity of a photo of them)")
         if mask is not None and mask.needs_parser and self.parser is None:
             raise InputError(f"mask kind {mask.kind!r} needs a face parser: FaceSwapper(..., parser=load_parser(path))")
+        if mask is not None and MASKERS[mask.kind].needs_sam and self.sam is None:
+            raise InputError(f"mask kind {mask.kind!r} needs a Segment Anything model: FaceSwapper(..., sam="
+                             f"load_sam(path)) (CLI: --sam NAME|PATH, e.g. --sam sam_vit_b; ComfyUI: connect SimSwap "
+                             f"Load SAM to the swap node's 'sam' input)")
         if mask is not None and opts.official_parsing and set(mask.regions) != set(OFFICIAL_REGIONS):
             warnings.warn(f"paste_mode='official' uses SimSwap's own parsing label set; the mask regions "
                           f"{','.join(mask.regions)} are ignored (use paste_mode='default' to choose regions)",

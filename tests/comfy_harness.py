@@ -8,7 +8,8 @@
   ``simswap`` / ``insightface`` at temp model folders filled with seeded (random, reproducible) weights.
   The seeded files use the official names (latest_net_G.pth, 550000_net_G.pth, arcface_checkpoint.tar - also as
   arcface_r101se.pth -, 79999_iter.pth), which is what the workflows in workflows/ name.
-* Real photos (skimage astronaut, insightface t1.jpg) are copied into the input dir at start.
+* Real photos (skimage astronaut, insightface t1.jpg) are copied into the input dir at start, with a short synthetic
+  two-person clip (``INPUT_CLIP``, made from t1.jpg faces by tests/video_fixtures.py) for Load Video.
 * One server per pytest session: every test module asks ``get_server()`` which starts it once; it is stopped at exit.
   Scripts (scripts/make_workflows.py) use ``start_standalone()``.
 * $SIMSWAP_KEEP_COMFY_TMP=1 keeps the temp folder (server log: <tmp>/comfyui.log).
@@ -101,6 +102,21 @@ def photo_paths() -> dict[str, Path]:
     return {"t1.jpg": t1, "astronaut.png": astronaut}
 
 
+#: the synthetic two-person clip in the input folder (workflows/07 names it in its Load Video node)
+INPUT_CLIP = "two_people.mp4"
+
+
+def write_input_clip(path: Path, frames: int = 12) -> Path:
+    """A short 640x360 two-person clip with audio (tests/video_fixtures.make_clip: faces from insightface's t1.jpg)."""
+    tests = str(Path(__file__).resolve().parent)
+    if tests not in sys.path:
+        sys.path.append(tests)
+    from video_fixtures import make_clip
+
+    make_clip(path, frames=frames, size=(640, 360), people=2, audio=True)
+    return path
+
+
 def _model_clutter():
     """tests/model_clutter.py, importable whether this module was imported from tests/ or by a script."""
     tests = str(Path(__file__).resolve().parent)
@@ -173,6 +189,7 @@ class ComfyServer:
     def _copy_photos_and_paths(self) -> None:
         for name, src in photo_paths().items():
             shutil.copyfile(src, self.input_dir / name)
+        write_input_clip(self.input_dir / INPUT_CLIP)
         yaml = (f"simswap_tests:\n"
                 f"    custom_nodes: {self.custom_nodes_dir}\n"
                 f"    simswap: {self.models_dir / 'simswap'}\n"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_fixtures import fast_generator_path, pl_weights, t1_path  # noqa: F401  (session fixtures)
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -53,3 +55,55 @@ def test_bench_pipeline_smoke(weights_dir, tmp_path):
         assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6)
     # the two pipelines must agree (a correctness property of the comparison, not a timing)
     assert res["max_abs_diff_images"] < 1e-4
+
+
+def test_bench_video_smoke(tmp_path, fast_generator_path, pl_weights):
+    """bench_video.py end to end on a 3-frame clip: the CLI in a fresh process, peak RSS from wait4, every output
+    checked (frame count, order, audio). The seeded weights of the test session are passed in (no new ones)."""
+    t1_path()                                        # skips without insightface's photo
+    mod = _load("bench_video")
+    out = tmp_path / "video.json"
+    data = mod.main(["--frames", "3", "--resolution", "192x108", "--threads", "1", "--device", "cpu",
+                     "--generator", str(fast_generator_path), "--arcface", str(pl_weights["arcface"]),
+                     "--clips-dir", str(tmp_path / "clips"), "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["benchmark"] == "video" and saved["config"]["frames"] == [3]
+    res = data["results"]["3"]
+    assert res["output_ok"], res["runs"]
+    assert res["faces_swapped"] == 6                 # 2 people x 3 frames, counted by the CLI's own summary
+    assert res["peak_rss_mib"] > 100 and res["fps"] > 0
+    assert "ratio" not in data["results"]            # one clip length: nothing to compare
+
+
+def test_bench_video_ratio_of_two_lengths():
+    """The side-by-side summary: ratio = long / short of the same run, marginal rate from the wall difference."""
+    mod = _load("bench_video")
+    run = lambda wall, rss: {"wall_s": wall, "cpu_s": wall, "peak_rss_mib": rss, "frames_ok": True,
+                             "order_ok": True, "audio_ok": True, "faces_swapped": None}
+    s = mod.summarise({10: [run(20.0, 1000.0)], 100: [run(65.0, 1050.0)]}, [10, 100])
+    assert s["ratio"]["of"] == "100/10"
+    assert s["ratio"]["peak_rss"] == pytest.approx(1.05)
+    assert s["ratio"]["fps"] == pytest.approx((100 / 65) / (10 / 20))
+    assert s["marginal_fps"] == pytest.approx(90 / 45)
+
+
+def test_bench_masks_smoke(weights_dir, tmp_path, fast_generator_path):
+    """bench_masks.py end to end: box, ellipse and the small seeded SAM side by side on one astronaut frame with the
+    session's crop-64 generator (the parser kinds cost seconds each on this CPU: the full run covers them)."""
+    pytest.importorskip("skimage")
+    mod = _load("bench_masks")
+    out = tmp_path / "masks.json"
+    data = mod.main(["--devices", "cpu", "--scene", "1", "--kinds", "sam,ellipse,box", "--repeats", "1",
+                     "--warmup", "0", "--generator", str(fast_generator_path), "--weights-dir", str(weights_dir),
+                     "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["benchmark"] == "masks" and saved["crop_size"] == 64
+    res = data["devices"]["cpu"]["kinds"]
+    assert list(res) == ["box", "sam", "ellipse"]                       # box first: the other kinds' reference
+    for r in res.values():
+        assert r["faces"] == 1 and r["raw"][0]["out_finite"]
+        stages = r["raw"][0]["stages"]
+        assert sum(stages.values()) <= r["raw"][0]["total_s"] + 1e-6
+        assert 0 <= r["mask_share"]["median"] < 1 and 0 <= r["mask_cpu_share"]["median"] <= 1
+    assert res["box"]["frame_ratio_to_box"]["median"] == pytest.approx(1.0)
+    assert 0 < res["sam"]["raw"][0]["mask_mean"] < res["box"]["raw"][0]["mask_mean"] == 1.0   # a box is the crop

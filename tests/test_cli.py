@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from pipeline_fixtures import (  # noqa: F401
     astronaut,
     astronaut_small,
     astronaut_uint8,
+    fast_generator_path,
     pl_identity,
     pl_models,
     pl_models_dir,
@@ -351,3 +353,134 @@ def test_tiny_16x16_targets(models_env, photos, tmp_path, capsys, ident):
     rc, err = run(capsys, "swap", "--source", ident, "--target", cup, "--out", out, "--if-no-face", "keep")
     assert rc == 0, err
     assert np.array_equal(_rgb(out), _rgb(cup))
+
+
+# ------------------------------------------------------------------------------------ several identities (--map)
+
+@pytest.mark.parametrize("maps, extra, words", [
+    (["nothing"], [], "--map 'nothing': expected SRC=REF"),
+    (["{missing}=index:0"], [], "--map .*missing.png=index:0: source"),
+    (["{ident}=index:x"], [], "--map .*=index:x: index:N needs a number"),
+    (["{ident}=track:-1"], [], "track:N needs a number"),
+    (["{ident}=nobody.jpg"], [], "--map .*nobody.jpg.* is not index:N, track:N or an existing photo"),
+    (["{ident}="], [], "REF is empty"),
+    (["{ident}=index:0"], ["--source", "{ident}"], "--source and --map"),
+    (["{ident}=index:0"], ["--faces", "largest"], "--faces largest: with --map"),
+    (["{ident}=track:0"], [], "--map ...=track:N: track ids .* the target .* is an image"),
+    (["{ident}=index:0", "{ident}=index:0"], [], "face index 0 is mapped twice"),
+])
+def test_bad_map_values_name_the_flag(models_env, photos, tmp_path, capsys, ident, maps, extra, words):
+    out = tmp_path / "out.png"
+    fill = {"ident": ident, "missing": tmp_path / "missing.png"}
+    argv = ["swap", "--target", photos["target"], "--out", out]
+    for m in maps:
+        argv += ["--map", m.format(**fill)]
+    rc, err = run(capsys, *argv, *[a.format(**fill) for a in extra])
+    assert rc == 2, err
+    assert re.search(words, err), err
+    assert not out.exists()
+
+
+def test_map_two_identities_onto_two_people_of_a_photo(models_env, photos, tmp_path, capsys, ident,
+                                                       fast_generator_path):
+    """t1.jpg (6 people): the astronaut onto person 1 by a photo of them (a crop of t1, threshold 0.6: seeded
+    ArcFace), t1's person 0 onto person 4 by index; the other four faces are left bit-identical."""
+    t1 = Image.open(t1_path()).convert("RGB")
+    t1.save(tmp_path / "t1.png")
+    boxes = [(270, 146, 370, 277), (898, 56, 1006, 198)]  # persons 1 and 4 (left-right), as YuNet finds them
+    x1, y1, x2, y2 = boxes[0]
+    w = x2 - x1
+    t1.crop((x1 - w, y1 - w, x2 + w, y2 + w)).save(tmp_path / "person1.png")
+    t1.crop((0, 200, 240, 470)).save(tmp_path / "person0.png")       # source: t1's leftmost person
+    out = tmp_path / "out.png"
+    rc, err = run(capsys, "swap", "--map", f"{ident}=person1.png".replace("person1.png", str(tmp_path / "person1.png")),
+                  "--map", f"{tmp_path / 'person0.png'}=index:4", "--id-threshold", "0.6", "--target",
+                  tmp_path / "t1.png", "--out", out, "--generator", fast_generator_path)
+    assert rc == 0, err
+    assert "2 face(s) swapped" in err
+    assert "identities: astronaut.safetensors -> 1 face (reference (threshold 0.6)); person0.png -> 1 face " \
+           "(face index 4 (left-right))" in err
+    changed = (_rgb(out) != _rgb(tmp_path / "t1.png")).any(2)
+    inside = np.zeros_like(changed)
+    for x1, y1, x2, y2 in boxes:
+        g = (x2 - x1) // 2
+        inside[max(0, y1 - g):y2 + g, max(0, x1 - g):x2 + g] = True
+        assert changed[y1:y2, x1:x2].mean() > 0.3
+    assert not changed[~inside].any(), "pixels away from the two mapped people changed"
+    # a photo that matches nobody: the run says so
+    rc, err = run(capsys, "swap", "--map", f"{ident}={photos['source']}", "--target", tmp_path / "t1.png",
+                  "--out", tmp_path / "none.png", "--if-no-face", "keep", "--generator", fast_generator_path)
+    assert rc == 0, err
+    assert "0 face(s) swapped" in err and "warning: no face got astronaut.safetensors" in err
+
+
+def test_map_on_a_video_tracks_faces_and_reports_them(models_env, photos, tmp_path, capsys, ident,
+                                                      fast_generator_path):
+    from video_fixtures import make_clip, read_frame_numbers
+
+    clip = tmp_path / "two.mp4"
+    make_clip(clip, frames=6, size=(320, 180), people=2, audio=False)
+    out = tmp_path / "two_out.mp4"
+    rc, err = run(capsys, "swap", "--map", f"{ident}=index:0", "--map", f"{photos['pair']}=track:1", "--target",
+                  clip, "--out", out, "--generator", fast_generator_path, "--batch-size", "4", "--track-gap", "3",
+                  "--blend-smoothing", "0.5", "--cut-threshold", "0.5")
+    assert rc == 0, err
+    assert read_frame_numbers(out) == list(range(6))
+    assert "6 frame(s), 12 face(s) swapped)" in err
+    assert "identities: astronaut.safetensors -> 6 faces (face index 0 (left-right)); pair.png -> 6 faces " \
+           "(track 1)" in err
+    assert "tracks: 2, faces filled in detection gaps: 0, no cut" in err
+    with pytest.raises(SystemExit) as e:
+        run(capsys, "swap", "--source", ident, "--target", clip, "--out", tmp_path / "x.mp4", "--track-gap", "-1")
+    assert e.value.code == 2 and "--track-gap: expected an integer 0..250" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ protect and SAM (issue 12)
+
+def test_protect_keeps_a_hand_bit_identical(models_env, photos, tmp_path, capsys, ident, fast_generator_path):
+    from sam_fixtures import draw_hand
+
+    from simswap_core.detection import load_detector
+
+    target = read_image(photos["target"]).image
+    faces = load_detector("yunet").detect(target)
+    box = faces.boxes[0]
+    cx, cy = float(box[0] + box[2]) / 2, float(box[1] * 0.15 + box[3] * 0.85)
+    occluded, hand = draw_hand(target, cx, cy, float(box[2] - box[0]) * 0.45)
+    Image.fromarray((occluded[0].permute(1, 2, 0) * 255).round().byte().numpy()).save(tmp_path / "hand.png")
+    Image.fromarray(hand.numpy().astype(np.uint8) * 255).save(tmp_path / "protect.png")   # white = keep
+    out = tmp_path / "out.png"
+    rc, err = run(capsys, "swap", "--source", ident, "--target", tmp_path / "hand.png", "--out", out,
+                  "--protect", tmp_path / "protect.png", "--generator", fast_generator_path)
+    assert rc == 0, err
+    before, after = _rgb(tmp_path / "hand.png"), _rgb(out)
+    assert np.array_equal(after[hand.numpy()], before[hand.numpy()])           # every hand pixel is untouched
+    assert (after != before).any(2).mean() > 0.02                              # the face around it is swapped
+    # a mask of another size is refused naming the flag; nothing is written
+    Image.fromarray(np.full((100, 80), 255, np.uint8)).save(tmp_path / "small.png")
+    rc, err = run(capsys, "swap", "--source", ident, "--target", tmp_path / "hand.png", "--out", tmp_path / "x.png",
+                  "--protect", tmp_path / "small.png", "--generator", fast_generator_path)
+    assert rc == 2 and "--protect" in err and "80x100" in err and not (tmp_path / "x.png").exists()
+    rc, err = run(capsys, "swap", "--source", ident, "--target", tmp_path / "hand.png", "--out", tmp_path / "x.png",
+                  "--protect", tmp_path / "nothing.png")
+    assert rc == 2 and "--protect" in err and not (tmp_path / "x.png").exists()
+
+
+def test_sam_mask_flags(models_env, photos, tmp_path, capsys, ident, pl_weights, fast_generator_path):
+    from simswap_core.models.seeded import write_seeded_sam
+
+    common = ["--source", ident, "--target", photos["target"], "--generator", fast_generator_path]
+    rc, err = run(capsys, "swap", *common, "--out", tmp_path / "a.png", "--mask", "sam")
+    assert rc == 2 and "--mask sam" in err and "--sam" in err and not (tmp_path / "a.png").exists()
+    rc, err = run(capsys, "swap", *common, "--out", tmp_path / "a.png", "--mask", "sam", "--sam", pl_weights["g224"])
+    assert rc == 2 and "--sam " in err and "generator" in err and "SAM" in err and not (tmp_path / "a.png").exists()
+    sam = write_seeded_sam(tmp_path / "sam_small_seeded.pth")
+    cut = tmp_path / "sam_cut.pth"
+    cut.write_bytes(sam.read_bytes()[: sam.stat().st_size // 2])
+    rc, err = run(capsys, "swap", *common, "--out", tmp_path / "a.png", "--mask", "sam", "--sam", cut)
+    assert rc == 2 and f"--sam {cut}" in err and not (tmp_path / "a.png").exists()
+    rc, err = run(capsys, "swap", *common, "--out", tmp_path / "a.png", "--mask", "sam", "--sam", sam, "-q")
+    assert rc == 0, err
+    changed = (_rgb(tmp_path / "a.png") != _rgb(photos["target"])).any(2)
+    rc, err = run(capsys, "swap", *common, "--out", tmp_path / "box.png", "-q")
+    assert rc == 0 and changed.sum() < (_rgb(tmp_path / "box.png") != _rgb(photos["target"])).any(2).sum()

@@ -9,7 +9,7 @@ from comfy_harness import PACK_NAME, object_info, server, use_comfy_api  # noqa:
 
 use_comfy_api()  # the pack's V3 node classes are imported here too (to compare with /object_info)
 
-CORE_TYPES = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "UPSCALE_MODEL", "*"}  # *: any
+CORE_TYPES = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "UPSCALE_MODEL", "VIDEO", "*"}  # *: any
 
 
 def choices(info: dict, node: str, name: str) -> list:

@@ -180,7 +180,7 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
                 continue
             assert values, f"node {node['id']} ({node['type']}): no widget value left for {name!r}"
             inputs[name] = values.pop(0)
-            if opts.get("image_upload") or opts.get("control_after_generate"):
+            if opts.get("image_upload") or opts.get("video_upload") or opts.get("control_after_generate"):
                 values.pop(0)  # the companion widget's value (upload button, seed control)
         assert not values, f"node {node['id']} ({node['type']}): extra widget values {values}"
         for slot in node.get("inputs") or []:

@@ -266,3 +266,55 @@ def test_tensor_sink_joins_results():
     one.abort()
     with pytest.raises(InputError, match="no frames"):
         one.result()
+
+
+# ------------------------------------------------------------------------------------------------ batches, pts
+
+def test_frame_batch_slice_and_cat(folder):
+    from simswap_core.io.frames import FrameBatch
+
+    frames = torch.rand(5, 3, 4, 6)
+    b = FrameBatch(frames, 10, None, torch.arange(100, 105), Fraction(1, 90000))
+    s = b.slice(1, 4)
+    assert (s.start, s.stop, len(s)) == (11, 14, 3) and s.pts.tolist() == [101, 102, 103]
+    assert s.frames.data_ptr() == frames[1].data_ptr() and s.time_base == Fraction(1, 90000)   # a view
+    joined = FrameBatch.cat([b.slice(0, 2), b.slice(2, 5)])
+    assert torch.equal(joined.frames, frames) and joined.start == 10 and joined.pts.tolist() == list(range(100, 105))
+    no_pts = FrameBatch.cat([b.slice(0, 2), FrameBatch(frames[2:], 12)])  # one part without timestamps: none
+    assert no_pts.pts is None and no_pts.time_base is None and len(no_pts) == 5
+    with pytest.raises(ValueError, match="not consecutive"):
+        FrameBatch.cat([b.slice(0, 2), b.slice(3, 5)])
+    with pytest.raises(ValueError, match="different sizes"):
+        FrameBatch.cat([FrameBatch(torch.rand(1, 3, 4, 4), 0), FrameBatch(torch.rand(1, 3, 8, 8), 1)])
+    with pytest.raises(ValueError, match="outside"):
+        b.slice(2, 9)
+    items = list(FolderSource(folder).batches(8))[0]                      # items travel with slices and joins
+    assert [i.path.name for i in FrameBatch.cat([items.slice(0, 1), items.slice(1, 2)]).items] == ["f1.png",
+                                                                                                   "f2.png"]
+
+
+def test_video_source_gives_each_frame_its_timestamp(tmp_path):
+    vid = tmp_path / "clip.mp4"
+    _write_video(vid, 5, fps=25)
+    src = VideoSource(vid)
+    batches = list(src.batches(2))
+    tb = src.info.time_base
+    assert tb is not None and all(b.time_base == tb for b in batches)
+    times = [Fraction(int(p)) * tb for b in batches for p in b.pts]
+    assert times == [Fraction(i, 25) for i in range(5)]
+
+
+def test_video_sink_from_video_info_and_audio_from(tmp_path):
+    from simswap_core.io.frames import VideoSink
+    from simswap_core.io.video import VideoInfo
+
+    vid = tmp_path / "c.mp4"
+    _write_video(vid, 3)
+    info = VideoInfo(Path("x"), 64, 64, Fraction(12), 3, False, "rawvideo")
+    sink = VideoSink(tmp_path / "o.mp4", info)
+    _feed(TensorSource(torch.rand(3, 3, 64, 64)), sink)
+    sink.close()
+    assert count_frames(tmp_path / "o.mp4") == 3 and probe_video(tmp_path / "o.mp4").fps == Fraction(12)
+    assert VideoSink(tmp_path / "p.mp4", info, audio_from=vid).audio_from == vid
+    assert VideoSink(tmp_path / "p.mp4", info, audio_from=vid, audio=False).audio_from is None
+    assert VideoSink(tmp_path / "p.mp4", VideoSource(vid)).audio_from == vid          # a video's own audio

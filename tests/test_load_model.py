@@ -34,7 +34,7 @@ def files(seeded_checkpoints, tmp_path_factory) -> dict[str, Path]:
 def test_exported_from_the_package():
     assert simswap_core.load_model is load_model and MODEL_KINDS == (
         "generator", "arcface", "parser", "detector", "patch_discriminator", "projected_discriminator",
-        "efficientnet_lite0")
+        "efficientnet_lite0", "sam")
 
 
 def test_all_names_the_lazy_public_names():

@@ -23,7 +23,8 @@ from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, NODES  # noqa
 from nodes._common import FaceCrops, ManagedModel  # noqa: E402
 from nodes.selection import make_mask_spec, make_selection, parse_indices  # noqa: E402
 
-CORE_TYPES = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "UPSCALE_MODEL", "*"}  # + ComfyUI's own
+# + ComfyUI's own
+CORE_TYPES = {"IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "UPSCALE_MODEL", "VIDEO", "*"}
 
 
 @pytest.mark.parametrize("name", sorted(NODE_CLASS_MAPPINGS))

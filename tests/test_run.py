@@ -1,5 +1,6 @@
 """simswap_core.run: the one frame loop. Progress over batches, the summary's global frame indices, faces= sliced
-per batch, sink.abort() on an exception or Ctrl-C (nothing left), and the loop giving what one swap() call gives."""
+per batch, sink.abort() on an exception or Ctrl-C (nothing left), and the loop giving what one swap() call gives.
+The streaming parts (threads, tracker, timestamps, memory) are in test_streaming.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline_fixtures import astronaut, astronaut_small, pl_identity, pl_models, pl_swapper, pl_weights, to_tensor  # noqa: F401
+from pipeline_fixtures import (  # noqa: F401
+    astronaut,
+    astronaut_small,
+    fast_generator_path,
+    fast_swapper,
+    pl_identity,
+    pl_models,
+    pl_swapper,
+    pl_weights,
+    to_tensor,
+)
 from simswap_core.errors import InputError
 from simswap_core.faces import DetectedFaces
 from simswap_core.io.frames import FolderSink, FolderSource, ImageSink, ImageSource, TensorSink, TensorSource
@@ -109,8 +120,13 @@ def test_abort_on_error_leaves_no_output(tmp_path, error):
     spy = SpySink()
     with pytest.raises(error):
         run(TensorSource(torch.rand(4, 3, 8, 8)), FakeSwapper(fail_at_call=2, error=error), spy, "ident",
-            batch_size=2)
+            batch_size=2, prefetch=0)                                    # no threads: writes at once
     assert spy.events == ["write 0", "abort"] and spy.parts == []
+    spy = SpySink()
+    with pytest.raises(error):                                           # background writer: the write of the
+        run(TensorSource(torch.rand(4, 3, 8, 8)), FakeSwapper(fail_at_call=2, error=error), spy, "ident",
+            batch_size=2)                                                # first batch may be dropped, one abort
+    assert spy.events in (["write 0", "abort"], ["abort"]) and spy.parts == []
     # a one-image run that fails writes nothing
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "one.png")
     with pytest.raises(error):
@@ -144,3 +160,23 @@ def test_run_matches_one_swap_call(pl_swapper, pl_identity):
     assert torch.equal(res.images, whole.images) and torch.equal(res.mask, whole.mask)
     assert summary.frames == 3 and summary.faces_swapped == len(whole.faces) == 3
     assert torch.equal(res.faces.frame_index, whole.faces.frame_index)
+
+
+def test_summary_counts_tracks_and_identities_of_a_real_swap(fast_swapper, pl_identity):
+    """The new summary fields from a real SwapResult: one track (LandmarkSmoother ids), faces per identity slot;
+    the sink gets the light result (no crops) unless it keeps crops."""
+    from simswap_core.run import FrameResult
+    from simswap_core.tracking import LandmarkSmoother
+
+    base = astronaut_small(128)
+    frames = torch.cat([to_tensor(np.roll(base, 2 * i, 1).copy()) for i in range(3)])
+    sink = TensorSink()
+    summary = run(TensorSource(frames), fast_swapper, sink, pl_identity, batch_size=2,
+                  smoothing=LandmarkSmoother(0.5))
+    assert summary == RunSummary(frames=3, faces_swapped=3, frames_without_face=[], tracks=1, faces_filled=0,
+                                 faces_per_identity=[3], cuts=[])
+    res = sink.result()
+    assert isinstance(res, FrameResult) and res.faces.track_id.tolist() == [0, 0, 0]
+    keep = TensorSink(keep_crops=True)
+    run(TensorSource(frames[:1]), fast_swapper, keep, pl_identity)
+    assert keep.result().swapped.shape == (1, 3, 64, 64)                 # the full SwapResult, crops and all

@@ -134,3 +134,51 @@ def test_writer_that_fails_to_start_leaves_no_temporary_file(tmp_path):
     with pytest.raises(InputError, match="not available"):
         VideoWriter(tmp_path / "out.mp4", 25, 32, 32, codec="no_such_codec")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_keeps_given_timestamps_and_repairs_bad_ones(tmp_path):
+    """pts in another time base are rescaled; repeated / decreasing ones become the one before + 1 unit; a
+    negative first pts moves the clip to 0; without pts, i/fps."""
+    dst = tmp_path / "t.mkv"
+    tb = Fraction(1, 1000)
+    with VideoWriter(dst, 30, 64, 48, time_base=tb) as w:
+        w.write(marker_frames(3), pts=torch.tensor([-10, 0, 20]), time_base=tb)       # shifted by +10
+        w.write(marker_frames(2), pts=[2, 2], time_base=Fraction(1, 100))              # 20 ms, 20 ms -> 20, 31
+        w.write(marker_frames(1))                                    # no pts: 5/30 s = 167 ms (+ the 10 ms shift)
+    with av.open(str(dst)) as c:
+        got = [int(f.pts) for f in c.decode(video=0)]
+    assert got == [0, 10, 30, 31, 32, 177]
+    with pytest.raises(InputError, match="time base"):
+        with VideoWriter(tmp_path / "bad.mkv", 30, 64, 48) as w:
+            w.write(marker_frames(1), pts=[0])
+    with pytest.raises(InputError, match="2 timestamp"):
+        with VideoWriter(tmp_path / "bad.mkv", 30, 64, 48) as w:
+            w.write(marker_frames(1), pts=[0, 1], time_base=tb)
+    assert not (tmp_path / "bad.mkv").exists()
+
+
+def test_pts_read_and_wav_audio_into_mp4(tmp_path):
+    """iter_video_frames_with_pts gives the stream's timestamps; a WAV's PCM audio (unnamed channel layout) is
+    re-encoded into an MP4."""
+    from simswap_core.io.video import iter_video_frames_with_pts
+
+    src = make_video(tmp_path / "in.mp4", n=5, audio=None)
+    info = probe_video(src)
+    stamps = [p for _f, pts in iter_video_frames_with_pts(src, 2) for p in pts]
+    assert [Fraction(p) * info.time_base for p in stamps] == [Fraction(i) / info.fps for i in range(5)]
+    wav = tmp_path / "a.wav"
+    with av.open(str(wav), "w") as out:
+        a = out.add_stream("pcm_s16le", rate=16000)
+        a.layout = "mono"
+        af = av.AudioFrame.from_ndarray((np.sin(np.arange(16000) / 5) * 9000).astype(np.int16)[None],
+                                        format="s16", layout="mono")
+        af.sample_rate = 16000
+        af.pts = 0
+        out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    with VideoWriter(tmp_path / "o.mp4", 25, 64, 48, audio_from=wav) as w:
+        w.write(marker_frames(25))
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+        seconds = sum(f.samples for p in c.demux(c.streams.audio[0]) for f in p.decode()) / c.streams.audio[0].rate
+    assert seconds >= 0.95

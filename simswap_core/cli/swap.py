@@ -14,6 +14,7 @@ from .common import (
     ProgressBar,
     add_common,
     device,
+    int_in,
     load_models,
     load_parser_cli,
     parse_size,
@@ -21,6 +22,8 @@ from .common import (
     smooth_strength,
     unit_float,
 )
+
+MAX_TRACK_GAP = 250  # frames
 
 
 def add_parser(sub: Any) -> None:
@@ -34,8 +37,14 @@ def add_parser(sub: Any) -> None:
                     "input (refused even with --overwrite). A truncated or damaged video is refused, naming the "
                     "frames found and expected, unless --allow-partial; an unreadable image in a target folder "
                     "fails the run, naming the file, and nothing is written.")
-    s.add_argument("--source", required=True, help="source image, folder of images (identities averaged) or "
-                                                   "saved identity (.safetensors)")
+    s.add_argument("--source", help="source image, folder of images (identities averaged) or saved identity "
+                                    "(.safetensors); or several identities with --map")
+    s.add_argument("--map", action="append", default=None, metavar="SRC=REF",
+                   help="several identities in one pass (repeatable; instead of --source): SRC (image, folder or "
+                        "saved identity .safetensors) goes to the faces REF names: a photo of the person to replace "
+                        "(ArcFace match below --id-threshold), index:N (face N in each frame, left-right; see "
+                        "'simswap faces') or track:N (track N of a video, as 'simswap faces --track' numbers "
+                        "them). A face gets at most one identity; faces no --map names are left alone")
     s.add_argument("--target", required=True, help="target image, folder of images or video file")
     s.add_argument("--out", required=True, help="output image / folder / video")
     s.add_argument("--generator", help="generator checkpoint path or name (default simswap_224 / simswap_512)")
@@ -45,11 +54,21 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--det-threshold", type=unit_float, default=None, help="detection score threshold")
     s.add_argument("--size", type=parse_size, default=None, help="crop size 224 or 512 (default: the generator's)")
     s.add_argument("--faces", default="all", help="all | largest | best | index:N[,M] | ref:IMAGE")
-    s.add_argument("--id-threshold", type=float, default=None, help="max MSE for --faces ref:IMAGE (default 0.03)")
+    s.add_argument("--id-threshold", type=float, default=None,
+                   help="max MSE for --faces ref:IMAGE and --map SRC=PHOTO (default 0.03)")
     s.add_argument("--source-face", default="largest", help="face of each source image: largest | best | index:N")
     s.add_argument("--combine", default="mean", choices=["mean", "median", "weighted"],
                    help="how several source images are combined")
-    s.add_argument("--mask", default=None, help="box | ellipse | parsing[:regions] (default: box)")
+    s.add_argument("--mask", default=None,
+                   help="box | ellipse | parsing[:regions] | occlusion | sam | sam_parsing (default: box); sam and "
+                        "sam_parsing need --sam")
+    s.add_argument("--sam", default=None, metavar="NAME|PATH",
+                   help="Segment Anything checkpoint for --mask sam / sam_parsing: a name (sam_vit_b, vit_l, ...) "
+                        "looked for in the model folders (models/sams) or a file path")
+    s.add_argument("--protect", default=None, metavar="MASK.png",
+                   help="regions that must never change (a hand, a microphone in front of the face): a grayscale "
+                        "image of the target's size, white = keep the original pixel exactly (an image with "
+                        "transparency: opaque = keep); for a folder or video target it applies to every frame")
     s.add_argument("--paste", default="default", choices=["default", "official"])
     s.add_argument("--color-match", action="store_true", help="match the swapped face's colours to the target")
     s.add_argument("--if-no-face", choices=["error", "keep"], default=None,
@@ -59,6 +78,17 @@ def add_parser(sub: Any) -> None:
                    help="temporal landmark smoothing of tracked faces, 0 (off) .. 1 (strongest); auto = 0.5 for "
                         "a video or animated target, off for images and folders (frames of a folder may be unrelated "
                         "photos)")
+    s.add_argument("--track-gap", type=int_in(0, MAX_TRACK_GAP, f"an integer 0..{MAX_TRACK_GAP} (frames)"),
+                   default=8,
+                   help="video / animated targets: a face the detector misses for up to N frames keeps its track "
+                        "and its swap, filled in from the neighbouring frames (default 8; 0 = no gap filling)")
+    s.add_argument("--blend-smoothing", type=smooth_strength, default="auto",
+                   help="video / animated targets: smooth each tracked face's blend mask and colour correction "
+                        "over time, 0 (off) .. 1 (strongest); auto = 0.5 for a video or animated target, off "
+                        "otherwise")
+    s.add_argument("--cut-threshold", type=cut_threshold, default=None,
+                   help="video / animated targets: how different two frames must be to count as a new shot, where "
+                        "every track ends: a number in (0,1) (lower finds more cuts; default: the tracker's) or off")
     s.add_argument("--batch-size", type=positive_int, default=8,
                    help="frames per batch (also faces per generator call on a GPU; 1 on the CPU)")
     s.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="generator precision")
@@ -69,6 +99,11 @@ def add_parser(sub: Any) -> None:
                         "counts) instead of refusing it")
     add_common(s)
     s.set_defaults(func=cmd_swap)
+
+
+def cut_threshold(text: str) -> float | str:
+    """--cut-threshold: 'off' or a number in (0,1)."""
+    return "off" if text.strip().lower() == "off" else unit_float(text)
 
 
 def read_sources(source: str, device: torch.device) -> list[torch.Tensor]:
@@ -101,53 +136,226 @@ def selection(spec: str, id_threshold: float | None) -> tuple[Any, str | None]:
     return FaceSelection.parse(spec), None
 
 
+def parse_map(values: list[str]) -> list[tuple[str, str, Any]]:
+    """--map values -> [(SRC, REF text, ("index" | "track", N) or the reference photo's path)], checked before any
+    model is loaded. SRC=REF is split at the first '=' after which the rest is index:N / track:N or an existing
+    file, else at the first '=' whose left part exists."""
+    out = []
+    for value in values:
+        text = str(value)
+        splits = [i for i, ch in enumerate(text) if ch == "="]
+        if not splits:
+            raise InputError(f"--map {text!r}: expected SRC=REF (SRC: source image, folder or identity "
+                             ".safetensors; REF: a photo of the person to replace, index:N or track:N)")
+        cands = [(text[:i], text[i + 1:]) for i in splits]
+        src, ref = next(((a, b) for a, b in cands if Path(a).exists()), cands[0])
+        if not src:
+            raise InputError(f"--map {text!r}: SRC is empty; expected SRC=REF, e.g. --map alice.png=index:0")
+        if not Path(src).exists():
+            raise FileNotFoundError(f"--map {text}: source {src!r} not found (SRC: an image, a folder of images "
+                                    "or a saved identity .safetensors)")
+        low = ref.strip().lower()
+        target: Any
+        if low.startswith(("index:", "track:")):
+            kind, _, num = low.partition(":")
+            if not (num.isascii() and num.isdigit()) or int(num) > 9999:
+                raise InputError(f"--map {text}: {kind}:N needs a number 0..9999 after '{kind}:', got {num!r} "
+                                 f"(e.g. --map {src}={kind}:0)")
+            target = (kind, int(num))
+        elif not ref:
+            raise InputError(f"--map {text!r}: REF is empty; expected a photo of the person to replace, index:N or "
+                             "track:N")
+        elif not Path(ref).is_file():
+            raise FileNotFoundError(f"--map {text}: {ref!r} is not index:N, track:N or an existing photo of the "
+                                    "person to replace")
+        else:
+            target = Path(ref)
+        out.append((src, ref, target))
+    return out
+
+
+def load_source(source: str, swapper: Any, dev: torch.device, args: argparse.Namespace) -> Any:
+    """A source identity: a saved .safetensors identity, or extracted from an image / folder (--source-face,
+    --combine)."""
+    from ..identity import load_identity
+
+    if str(source).endswith(".safetensors"):
+        return load_identity(source)
+    return swapper.extract_identity(read_sources(source, dev), select=args.source_face, combine=args.combine)
+
+
+def build_map(entries: list[tuple[str, str, Any]], swapper: Any, dev: torch.device, args: argparse.Namespace,
+              threshold: float) -> Any:
+    """The IdentityMap of the parsed --map values (identities extracted / loaded now)."""
+    from ..mapping import IdentityMap, MapEntry
+
+    imap = IdentityMap()
+    for src, _ref, target in entries:
+        ident = load_source(src, swapper, dev, args)
+        label = Path(src).name
+        if isinstance(target, Path):
+            reference = swapper.extract_identity(read_sources(str(target), dev), select="largest")
+            entry = MapEntry(ident, "reference", reference=reference, threshold=threshold, label=label)
+        else:
+            kind, n = target
+            entry = MapEntry(ident, kind, index=n if kind == "index" else None, track=n if kind == "track" else None,
+                             label=label)
+        imap = imap.add(entry)
+    return imap
+
+
+def summary_lines(summary: Any, identity_map: Any, tracked: bool) -> list[str]:
+    """The lines after 'wrote ...': identities -> faces, tracks / filled faces / cuts (tracked runs)."""
+    lines = []
+    per = list(getattr(summary, "faces_per_identity", []) or [])
+    if identity_map is not None:
+        lines.append(identity_map.summary(per))
+        idle = [identity_map.label(k) for k in range(len(identity_map)) if (per[k] if k < len(per) else 0) == 0]
+        if idle:
+            lines.append(f"warning: no face got {', '.join(idle)}: check its --map target")
+    if tracked:
+        cuts = list(getattr(summary, "cuts", []) or [])
+        text = f"tracks: {getattr(summary, 'tracks', 0)}, faces filled in detection gaps: " \
+               f"{getattr(summary, 'faces_filled', 0)}"
+        text += f", cuts at frame(s) {', '.join(map(str, cuts[:20]))}{' ...' if len(cuts) > 20 else ''}" if cuts \
+            else ", no cut"
+        lines.append(text)
+    return lines
+
+
+def load_sam_cli(args: argparse.Namespace, mask: Any, dev: torch.device) -> torch.nn.Module | None:
+    """The SAM model of --sam when the --mask kind needs one (None otherwise; a --sam given then is not loaded)."""
+    if mask is None or not mask.needs_sam:
+        return None
+    if not args.sam:
+        raise InputError(f"--mask {args.mask}: this mask kind needs a Segment Anything model; add --sam NAME|PATH "
+                         "(e.g. --sam sam_vit_b, the official sam_vit_b_01ec64.pth in models/sams)")
+    from ..errors import CheckpointError, UnsafeCheckpointError
+    from ..models.find import find_model
+    from ..models.loaders import load_sam
+
+    path = find_model(args.sam, kind="sam")
+    try:
+        return load_sam(path, device=dev)
+    except CheckpointError as e:     # another kind of model, a truncated or unsafe file: say which flag gave it
+        cls = UnsafeCheckpointError if isinstance(e, UnsafeCheckpointError) else CheckpointError
+        raise cls(f"--sam {args.sam}: {e}") from None
+
+
+def read_protect(path: str, dev: torch.device) -> torch.Tensor:
+    """--protect MASK.png -> [1,1,H,W] float32 in [0,1] on ``dev``: the image's alpha when it has transparency
+    (opaque = keep), else its luminance (white = keep)."""
+    from ..io.images import read_image
+
+    try:
+        loaded = read_image(path, dev)
+    except (FileNotFoundError, InputError) as e:
+        raise InputError(f"--protect {path}: {e}") from None
+    alpha = loaded.alpha
+    if alpha is not None and bool((alpha < 1).any()):
+        return alpha.float().clamp(0, 1)
+    rgb = loaded.image.float()
+    luma = 0.299 * rgb[:, 0:1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]
+    return luma.clamp(0, 1)
+
+
 def cmd_swap(args: argparse.Namespace) -> int:
-    from ..identity import Identity, load_identity
     from ..io.frames import open_sink, open_source
     from ..masks import MaskSpec
     from ..run import run
     from ..swap import FaceSwapper
 
+    if args.map and args.source:
+        raise InputError("--source and --map: use --source for one identity, or --map SRC=REF (repeatable) for "
+                         "several, each to its own faces; not both")
+    if not args.map and not args.source:
+        raise InputError("--source: expected the source image, folder or identity .safetensors (or --map SRC=REF "
+                         "for several identities)")
+    mapped = parse_map(args.map) if args.map else None
+    if mapped is not None and args.faces != "all":
+        raise InputError(f"--faces {args.faces}: with --map the map chooses the faces (by photo, index:N or "
+                         "track:N); leave --faces at all")
+    threshold = 0.03 if args.id_threshold is None else args.id_threshold
+    if mapped is not None and not (0 < threshold <= 1):
+        raise InputError(f"--id-threshold: expected a number in (0,1] (raw ArcFace MSE, official 0.03), got "
+                         f"{threshold}")
     dev = device(args.device)
     source = open_source(args.target, dev, allow_partial=args.allow_partial)
+    kind = source.kind
+    moving = kind in ("video", "animation")
+    if mapped is not None and not moving and any(isinstance(t, tuple) and t[0] == "track" for _s, _r, t in mapped):
+        raise InputError(f"--map ...=track:N: track ids follow faces from frame to frame of a video or animated "
+                         f"image; the target {args.target} is {'an' if kind == 'image' else 'a'} {kind} (use "
+                         "index:N or a photo)")
     chosen, ref_path = selection(args.faces, args.id_threshold)
+    refs = [str(t) for _s, _r, t in mapped or [] if isinstance(t, Path)]
     # Check outputs before any model work: never an input, never overwritten unless asked, writable; fail fast.
     sink = open_sink(args.out, source, overwrite=args.overwrite, audio=not args.no_audio, crf=args.crf,
-                     inputs=[args.source, ref_path])
+                     inputs=[args.source, ref_path, *[s for s, _r, _t in mapped or []], *refs])
     args.pending_output = sink.path        # main() says "nothing was written to ..." if the run fails from here
     mask = MaskSpec.parse(args.mask) if args.mask else None
+    if mask is not None and mask.needs_sam and not args.sam:
+        load_sam_cli(args, mask, dev)               # the error naming --mask and --sam, before any model loads
+    protect = read_protect(args.protect, dev) if args.protect else None
+    size = getattr(source, "size", None)
+    if protect is not None and isinstance(size, tuple) and tuple(protect.shape[-2:]) != size:
+        raise InputError(f"--protect {args.protect}: the mask is {protect.shape[-1]}x{protect.shape[-2]} px, the "
+                         f"target's frames are {size[1]}x{size[0]}; expected a mask of the target's size")
 
     generator, arcface, detector = load_models(args, dev)
     parser = load_parser_cli(args, dev) if mask is not None and mask.needs_parser else None
-    swapper = FaceSwapper(generator, arcface, detector, parser=parser, device=dev, crop_size=args.size,
+    sam = load_sam_cli(args, mask, dev)
+    swapper = FaceSwapper(generator, arcface, detector, parser=parser, sam=sam, device=dev, crop_size=args.size,
                           precision=args.precision)
 
-    if str(args.source).endswith(".safetensors"):
-        identity: Identity = load_identity(args.source)
-    else:
-        identity = swapper.extract_identity(read_sources(args.source, dev), select=args.source_face,
-                                            combine=args.combine)
+    identity = load_source(args.source, swapper, dev, args) if args.source else None
+    identity_map = build_map(mapped, swapper, dev, args, threshold) if mapped is not None else None
     reference = None
     if ref_path is not None:
         reference = swapper.extract_identity(read_sources(ref_path, dev), select="largest")
-    kind = source.kind
-    moving = kind in ("video", "animation")
     opts: dict[str, Any] = dict(select=chosen, mask=mask, paste_mode=args.paste, color_match=args.color_match,
                                 reference=reference, if_no_face=args.if_no_face or ("error" if kind == "image"
                                                                                      else "keep"))
+    if identity_map is not None:
+        opts["identity_map"] = identity_map
+    if protect is not None:
+        opts["protect"] = protect
     strength = (0.5 if moving else 0.0) if args.smooth == "auto" else float(args.smooth)
-    if strength > 0 and kind != "image":
+    blend = (0.5 if moving else 0.0) if args.blend_smoothing == "auto" else float(args.blend_smoothing)
+    tracker = None
+    if moving:
+        from ..temporal import TemporalState
+        from ..tracking import FaceTracker
+
+        # one tracker and one temporal state for the whole clip: tracks, their smoothing and identities span
+        # batches
+        extra: dict[str, Any] = {} if args.cut_threshold is None else \
+            {"cut_threshold": None if args.cut_threshold == "off" else args.cut_threshold}
+        tracker = FaceTracker(strength, max_gap=args.track_gap, fill_gaps=args.track_gap > 0, **extra)
+        opts["temporal"] = TemporalState(blend, blend)
+    elif strength > 0 and kind != "image":
         from ..tracking import LandmarkSmoother
 
-        opts["smoothing"] = LandmarkSmoother(strength)  # one smoother for the whole clip: tracks span batches
+        opts["smoothing"] = LandmarkSmoother(strength)  # one smoother for the whole folder: tracks span batches
     # one image: no progress bar (as before); folders and videos: a bar over all frames
     bar = ProgressBar(source.total, "swap", args.quiet) if kind != "image" else None
     with bar if bar is not None else nullcontext():
-        summary = run(source, swapper, sink, identity, batch_size=args.batch_size, progress=bar, **opts)
+        try:
+            summary = run(source, swapper, sink, identity, batch_size=args.batch_size, progress=bar,
+                          tracker=tracker, **opts)
+        except InputError as e:
+            if protect is None or not str(e).startswith("protect:"):
+                raise
+            raise InputError(f"--protect {args.protect}:{str(e)[len('protect:'):]}") from None
     args.pending_output = None
     if not args.quiet:
         without = len(summary.frames_without_face)
         msg = f"wrote {sink.path} ({summary.frames} frame(s), {summary.faces_swapped} face(s) swapped"
         msg += f", {without} frame(s) without a selected face left unchanged)" if without else ")"
-        print(msg, file=sys.stderr)
+        lines = [msg, *summary_lines(summary, identity_map, tracker is not None)]
+        if without and kind != "image":
+            shown = ", ".join(map(str, summary.frames_without_face[:10]))
+            lines.append(f"nothing swapped in frame(s) {shown}{' ...' if without > 10 else ''} (numbered from 0)")
+        for line in lines:
+            print(line, file=sys.stderr)
     return 0

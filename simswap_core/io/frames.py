@@ -3,8 +3,9 @@
 A ``FrameSource`` (one image, a folder of images, a video, an animated GIF / WebP / APNG, or an in-memory
 ``[N,3,H,W]`` tensor) yields
 ``FrameBatch`` es: frames ``[B,3,H,W]`` float32 RGB in [0,1] on the source's device, the index of the batch's first
-frame in the whole source, and for image files the per-file details (alpha, bit depth, grayscale, name) the sink
-needs to write each result like its input. A ``FrameSink`` takes each batch with its swap result and commits the
+frame in the whole source, for image files the per-file details (alpha, bit depth, grayscale, name) the sink
+needs to write each result like its input, and for videos each frame's presentation timestamp (kept by the video
+sink: a variable frame rate stays variable). A ``FrameSink`` takes each batch with its swap result and commits the
 output in ``close()`` only (the temporary file / staging folder is dropped by ``abort()``), so an interrupted run
 never leaves a complete-looking output. ``open_source`` / ``open_sink`` pick the kind from a path and check
 before any model work: a damaged video or image is refused, and an output that is an input (``output_guard``),
@@ -18,7 +19,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -45,7 +46,7 @@ from .video import (
     check_video_complete,
     is_video_path,
     iter_image_folder,
-    iter_video_frames,
+    iter_video_frames_with_pts,
     probe_video,
     to_uint8_hwc,
 )
@@ -69,14 +70,19 @@ def frame_ranges(total: int, batch_size: int) -> Iterator[tuple[int, int]]:
 class FrameBatch:
     """Consecutive frames of a source.
 
-    frames: [B,3,H,W] float32 RGB in [0,1], on the source's device.
-    start:  index of frames[0] in the whole source (frames[i] is frame start + i).
-    items:  per-frame file details (alpha, bit depth, grayscale, path) for image and folder sources, else None.
+    frames:    [B,3,H,W] float32 RGB in [0,1], on the source's device.
+    start:     index of frames[0] in the whole source (frames[i] is frame start + i).
+    items:     per-frame file details (alpha, bit depth, grayscale, path) for image and folder sources, else None.
+    pts:       [B] int64 (CPU) presentation timestamps of the frames in ``time_base`` units (video sources), else
+               None (a video sink then spaces the frames 1/fps apart).
+    time_base: seconds per ``pts`` unit (e.g. Fraction(1, 15360)), with ``pts``.
     """
 
     frames: torch.Tensor
     start: int
     items: list[LoadedImage] | None = None
+    pts: torch.Tensor | None = None
+    time_base: Fraction | None = None
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
@@ -85,6 +91,37 @@ class FrameBatch:
     def stop(self) -> int:
         """Index one past the batch's last frame."""
         return self.start + len(self)
+
+    def slice(self, a: int, b: int) -> FrameBatch:
+        """Frames a..b-1 of the batch (views, no copies) as a batch starting at ``start + a``."""
+        if not 0 <= a <= b <= len(self):
+            raise ValueError(f"FrameBatch.slice: range {a}..{b} outside the batch's {len(self)} frames")
+        return FrameBatch(self.frames[a:b], self.start + a, None if self.items is None else self.items[a:b],
+                          None if self.pts is None else self.pts[a:b], self.time_base)
+
+    @staticmethod
+    def cat(batches: Sequence[FrameBatch]) -> FrameBatch:
+        """Consecutive batches (each starting where the one before stops, frames of one size) joined into one.
+        items / pts are kept when every batch has them (pts: in one time base), else None."""
+        if not batches:
+            raise ValueError("FrameBatch.cat: expected at least one batch")
+        if len(batches) == 1:
+            return batches[0]
+        for before, after in zip(batches, batches[1:]):
+            if after.start != before.stop:
+                raise ValueError(f"FrameBatch.cat: batches are not consecutive (frames {before.start}.."
+                                 f"{before.stop - 1} then {after.start}..)")
+            if after.frames.shape[1:] != before.frames.shape[1:]:
+                raise ValueError(f"FrameBatch.cat: frames of different sizes ({tuple(before.frames.shape[1:])} and "
+                                 f"{tuple(after.frames.shape[1:])}) cannot be joined")
+        items = None
+        if all(b.items is not None for b in batches):
+            items = [it for b in batches for it in (b.items or [])]
+        pts, time_base = None, batches[0].time_base
+        if all(b.pts is not None and b.time_base == time_base for b in batches):
+            pts = torch.cat([b.pts for b in batches if b.pts is not None])
+        return FrameBatch(torch.cat([b.frames for b in batches]), batches[0].start, items, pts,
+                          time_base if pts is not None else None)
 
 
 def _numbered(parts: Iterator[tuple[torch.Tensor, list[LoadedImage] | None]]) -> Iterator[FrameBatch]:
@@ -184,13 +221,21 @@ class VideoSource(_FileSource):
         return self.info.height, self.info.width
 
     def batches(self, batch_size: int) -> Iterator[FrameBatch]:
-        return _numbered((frames, None) for frames in self._checked_frames(batch_size))
+        """Every frame once, in presentation order, with its pts in ``info.time_base`` (None where the file has
+        none)."""
+        start = 0
+        for frames, pts in self._checked_frames(batch_size):
+            stamps = None if any(p is None for p in pts) else torch.tensor(pts, dtype=torch.int64)
+            batch = FrameBatch(frames, start, None, stamps, self.info.time_base if stamps is not None else None)
+            start = batch.stop
+            yield batch
 
-    def _checked_frames(self, batch_size: int) -> Iterator[torch.Tensor]:
+    def _checked_frames(self, batch_size: int) -> Iterator[tuple[torch.Tensor, list[int | None]]]:
         decoded = 0
-        for frames in iter_video_frames(self.path, batch_size, device=self.device, allow_partial=self.allow_partial):
+        for frames, pts in iter_video_frames_with_pts(self.path, batch_size, device=self.device,
+                                                      allow_partial=self.allow_partial):
             decoded += int(frames.shape[0])
-            yield frames
+            yield frames, pts
         if self.total is not None and decoded != self.total:
             what = (f"{self.path}: truncated or damaged video: {decoded} frame(s) decoded of the {self.total} "
                     "its header declares")
@@ -262,8 +307,11 @@ def open_source(path: str | os.PathLike, device: Device = None, *, allow_partial
 # ------------------------------------------------------------------------------------------------ sinks
 
 class FrameSink(Protocol):
-    """Where swapped frames go. write() takes each batch with its swap result (``.images`` [B,3,H,W] float RGB
-    [0,1], ``.mask``, ``.faces``, ...); close() commits the output; abort() drops everything written."""
+    """Where swapped frames go. write() takes each batch with its swap result (``run.FrameResult``: ``.images``
+    [B,3,H,W] float RGB [0,1], ``.mask``, ``.faces``, ...; the full ``SwapResult`` when the sink has a true
+    ``keep_crops`` attribute); close() commits the output; abort() drops everything written. ``run`` calls write()
+    from its writer thread (in order, one at a time) and close() / abort() from the caller's thread after the last
+    write returned."""
 
     def write(self, batch: FrameBatch, result: Any) -> None: ...
 
@@ -409,28 +457,38 @@ def _umask() -> int:
 
 class VideoSink:
     """A video with the fps and size of ``source`` (a video, or an animated image: its average frame rate), with
-    the video's audio unless ``audio=False``, x264 at ``crf``.
+    the video's audio unless ``audio=False``, x264 at ``crf``. Each frame is written with the timestamp it came
+    with (``FrameBatch.pts``, in the same time base: a variable frame rate is kept), else i/fps.
 
+    source: a ``VideoSource`` / ``AnimatedImageSource``, or a plain ``VideoInfo`` (frames from elsewhere, e.g. a
+    tensor; its audio then comes from ``audio_from`` only). audio_from: the file whose first audio stream is
+    copied (default: the source's own file; None with a ``VideoInfo``).
     The file is written under a temporary name (``VideoWriter``), created on the first frame, and moved into place
     by ``close()`` after the closed file read back with every frame written; ``abort()`` deletes it.
     """
 
-    def __init__(self, path: str | os.PathLike, source: VideoSource | AnimatedImageSource, *,
-                 audio: bool = True, crf: int = 17, overwrite: bool = False):
+    def __init__(self, path: str | os.PathLike, source: VideoSource | AnimatedImageSource | VideoInfo, *,
+                 audio: bool = True, crf: int = 17, overwrite: bool = False,
+                 audio_from: str | os.PathLike | None = None):
         self.path = Path(path)
         self.source = source
+        self.info: VideoInfo = source if isinstance(source, VideoInfo) else source.info
+        if audio_from is None and not isinstance(source, VideoInfo):
+            audio_from = source.audio_path
+        self.audio_from = None if audio_from is None or not audio else Path(audio_from)
         self.audio = audio
         self.crf = crf
         self.overwrite = overwrite
         _refuse_existing(self.path, overwrite)
         self._writer: VideoWriter | None = None
 
-    def _open(self) -> VideoWriter:
+    def _open(self, batch: FrameBatch | None = None) -> VideoWriter:
         if self._writer is None:
-            info = self.source.info
-            audio_from = self.source.audio_path if self.audio else None
+            info = self.info
+            # the time base of the first frames' timestamps (a video's own), else 1/fps
+            time_base = batch.time_base if batch is not None and batch.pts is not None else None
             self._writer = VideoWriter(self.path, info.fps, info.width, info.height, overwrite=self.overwrite,
-                                       audio_from=audio_from, crf=self.crf)
+                                       audio_from=self.audio_from, crf=self.crf, time_base=time_base)
         return self._writer
 
     @property
@@ -438,7 +496,7 @@ class VideoSink:
         return 0 if self._writer is None else self._writer.frames_written
 
     def write(self, batch: FrameBatch, result: Any) -> None:
-        self._open().write(result.images)
+        self._open(batch).write(result.images, pts=batch.pts, time_base=batch.time_base)
 
     def close(self) -> None:
         self._open().close()
@@ -479,10 +537,13 @@ class AnimatedImageSink:
 
 class TensorSink:
     """Keeps each batch's result in memory; ``result()`` joins them (``type(result).concat``, e.g.
-    ``SwapResult.concat``). device: where the results' ``images`` and ``mask`` are kept (None: as they come)."""
+    ``run.FrameResult.concat``). device: where the results' ``images`` and ``mask`` are kept (None: as they come).
+    keep_crops: ask ``run`` for the full swap results (``SwapResult``: aligned and swapped crops too) instead of
+    the light ``FrameResult`` s (images, mask, faces)."""
 
-    def __init__(self, device: Device = None):
+    def __init__(self, device: Device = None, *, keep_crops: bool = False):
         self.device = device
+        self.keep_crops = keep_crops
         self.path: Path | None = None
         self.parts: list[Any] = []
         self.closed = False

@@ -1,9 +1,10 @@
 """Video and frame-sequence I/O with PyAV: frames in batches as tensors, same count, order and fps out, audio copied.
 
 Frames are `[B,3,H,W]` float32 RGB in [0,1]. Every decoded frame is yielded exactly once, in decode
-(presentation) order; the writer gives frame i the timestamp i/fps, so the output has the same frame count and
-order as the input at the input's average frame rate. Audio packets of the source are copied without re-encoding
-when the output container accepts the codec, otherwise re-encoded to AAC.
+(presentation) order, optionally with its presentation timestamp (``iter_video_frames_with_pts``); the writer
+gives each frame the timestamp it is handed (same time base: a variable frame rate is kept), else i/fps, so the
+output has the same frame count, order and timing as the input. Audio packets of the source are copied without
+re-encoding when the output container accepts the codec, otherwise re-encoded to AAC.
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def is_video_path(path: str | os.PathLike) -> bool:
 
 @dataclass
 class VideoInfo:
-    """What the writer needs to reproduce a video: size, frame rate, frame count (None if unknown), audio."""
+    """What the writer needs to reproduce a video: size, frame rate (average), frame count (None if unknown),
+    audio, and the time base of the frames' timestamps (seconds per pts unit; None when not known)."""
 
     path: Path
     width: int
@@ -50,6 +52,7 @@ class VideoInfo:
     frame_count: int | None
     has_audio: bool
     codec: str
+    time_base: Fraction | None = None
 
 
 def _open(path: Path):
@@ -75,7 +78,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         fps = s.average_rate or s.guessed_rate or s.base_rate or Fraction(25)
         count = int(s.frames) if s.frames else None
         return VideoInfo(path, s.codec_context.width, s.codec_context.height, Fraction(fps), count,
-                         bool(c.streams.audio), s.codec_context.name)
+                         bool(c.streams.audio), s.codec_context.name,
+                         Fraction(s.time_base) if s.time_base else None)
 
 
 def iter_video_frames(path: str | os.PathLike, batch_size: int = 16,
@@ -86,6 +90,15 @@ def iter_video_frames(path: str | os.PathLike, batch_size: int = 16,
     A frame that cannot be decoded (truncated or damaged file) raises InputError naming the file and the number of
     frames decoded before it; with ``allow_partial`` a warning is given instead and the frames before it are kept.
     """
+    for frames, _pts in iter_video_frames_with_pts(path, batch_size, device, allow_partial=allow_partial):
+        yield frames
+
+
+def iter_video_frames_with_pts(path: str | os.PathLike, batch_size: int = 16,
+                               device: torch.device | str | None = None, *, allow_partial: bool = False
+                               ) -> Iterator[tuple[torch.Tensor, list[int | None]]]:
+    """As ``iter_video_frames``, each batch with its frames' presentation timestamps (in the stream's time base,
+    ``VideoInfo.time_base``; None for a frame without one)."""
     import av
 
     if batch_size < 1:
@@ -95,6 +108,7 @@ def iter_video_frames(path: str | os.PathLike, batch_size: int = 16,
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
         buf: list[np.ndarray] = []
+        stamps: list[int | None] = []
         decoded = 0
         frames = c.decode(stream)
         while True:
@@ -110,12 +124,13 @@ def iter_video_frames(path: str | os.PathLike, batch_size: int = 16,
             if frame is None:
                 break
             buf.append(frame.to_ndarray(format="rgb24"))
+            stamps.append(None if frame.pts is None else int(frame.pts))
             decoded += 1
             if len(buf) == batch_size:
-                yield _stack(buf, device)
-                buf = []
+                yield _stack(buf, device), stamps
+                buf, stamps = [], []
         if buf:
-            yield _stack(buf, device)
+            yield _stack(buf, device), stamps
 
 
 @dataclass
@@ -185,16 +200,20 @@ def to_uint8_hwc(frames: torch.Tensor) -> np.ndarray:
 
 
 class VideoWriter:
-    """Write frames to a video file at a fixed fps, optionally copying the audio of another file.
+    """Write frames to a video file, optionally copying the audio of another file.
 
-    Use as a context manager; `write(frames[B,3,H,W])` as often as needed. The file is written to a temporary
-    name and moved into place on a clean close (never left half-written, never replaces an existing file unless
-    overwrite=True). Odd sizes use yuv444p (yuv420p needs even sizes).
+    Use as a context manager; `write(frames[B,3,H,W], pts=None, time_base=None)` as often as needed: each frame gets
+    the timestamp it is handed (``pts`` in ``time_base`` units, e.g. a decoded video's own: a variable frame rate
+    is kept), else frame i gets i/fps. ``time_base``: the stream's time base (default 1/fps; give the source's
+    to keep its timestamps exactly). Timestamps are kept strictly increasing (a repeated or missing one becomes the
+    one before plus one unit). The file is written to a temporary name and moved into place on a clean close (never
+    left half-written, never replaces an existing file unless overwrite=True). Odd sizes use yuv444p (yuv420p
+    needs even sizes).
     """
 
     def __init__(self, path: str | os.PathLike, fps: Fraction | float, width: int, height: int, *,
                  audio_from: str | os.PathLike | None = None, codec: str = "libx264", crf: int = 17,
-                 overwrite: bool = False):
+                 overwrite: bool = False, time_base: Fraction | None = None):
         import av
 
         self.path = Path(path)
@@ -204,17 +223,23 @@ class VideoWriter:
         self._out: OutputContainer | None = None
         self._audio_in: InputContainer | None = None
         try:
-            self._start(av, fps, width, height, audio_from, codec, crf)
+            self._start(av, fps, width, height, audio_from, codec, crf, time_base)
         except BaseException:
             self.abort()
             raise
 
     def _start(self, av: Any, fps: Fraction | float, width: int, height: int,
-               audio_from: str | os.PathLike | None, codec: str, crf: int) -> None:
+               audio_from: str | os.PathLike | None, codec: str, crf: int, time_base: Fraction | None) -> None:
         """Open the container on the temporary file and set up the video (and audio) streams."""
         self.fps = Fraction(fps).limit_denominator(1_000_000)
+        if self.fps <= 0:
+            raise InputError(f"{self.path}: frame rate must be > 0, got {fps}")
+        if time_base is not None and Fraction(time_base) <= 0:
+            raise InputError(f"{self.path}: time base must be > 0, got {time_base}")
         self.width, self.height = int(width), int(height)
         self.frames_written = 0
+        self._last_pts: int | None = None        # pts of the last frame written (in self._tb)
+        self._shift: int | None = None           # added to every pts (moves a negative first pts to 0)
         fmt = "mp4" if self.path.suffix.lower() in (".mp4", ".m4v") else None
         self._out = av.open(str(self._tmp), mode="w", format=fmt)
         if codec not in av.codecs_available:
@@ -224,8 +249,10 @@ class VideoWriter:
         self._v.width, self._v.height = self.width, self.height
         even = self.width % 2 == 0 and self.height % 2 == 0
         self._v.pix_fmt = "yuv420p" if even or codec not in ("libx264",) else "yuv444p"
-        self._tb = Fraction(1, 1) / self.fps  # frame i has pts i; kept here (the muxer may change stream.time_base)
+        # kept here: the muxer may change stream.time_base (MP4 picks its own timescale)
+        self._tb = Fraction(time_base) if time_base is not None else Fraction(1, 1) / self.fps
         self._v.time_base = self._tb
+        self._v.codec_context.time_base = self._tb    # frames reach the encoder in this time base, unrounded
         if codec == "libx264":
             self._v.options = {"crf": str(crf), "preset": "medium"}
         self._audio_in = None
@@ -264,7 +291,8 @@ class VideoWriter:
                 return
             rate = 48000 if codec == "libopus" else (a.rate or 48000)
             audio_out = self._audio_out = self._out.add_stream(codec, rate=rate)
-            layout = a.layout.name if a.layout is not None and a.layout.nb_channels <= 2 else "stereo"
+            # by channel count: a WAV's layout may be unnamed ("1 channels"), which the encoders refuse
+            layout = "mono" if a.layout is not None and a.layout.nb_channels == 1 else "stereo"
             audio_out.layout = layout
             formats = audio_out.codec_context.codec.audio_formats
             assert formats, f"{codec} encoder lists no sample formats"
@@ -301,8 +329,10 @@ class VideoWriter:
                         self._out.mux(self._audio_out.encode(rf))
 
     # -- video ---------------------------------------------------------------------------------------------
-    def write(self, frames: torch.Tensor) -> None:
-        """Append frames [B,3,H,W] (or [3,H,W]) float RGB [0,1], any device."""
+    def write(self, frames: torch.Tensor, pts: torch.Tensor | list[int] | None = None,
+              time_base: Fraction | None = None) -> None:
+        """Append frames [B,3,H,W] (or [3,H,W]) float RGB [0,1], any device; pts: [B] their presentation
+        timestamps in ``time_base`` units (None: 1/fps apart)."""
         import av
 
         if frames.dim() == 3:
@@ -311,17 +341,45 @@ class VideoWriter:
             raise InputError(f"VideoWriter: expected frames [B,3,{self.height},{self.width}], "
                              f"got {tuple(frames.shape)}")
         assert self._out is not None, "VideoWriter: write after close"
+        stamps = self._stamps(int(frames.shape[0]), pts, time_base)
         try:
-            for a in to_uint8_hwc(frames):
+            for a, stamp in zip(to_uint8_hwc(frames), stamps):
                 vf = av.VideoFrame.from_ndarray(a, format="rgb24")
-                vf.pts = self.frames_written
+                vf.pts = stamp
                 vf.time_base = self._tb
                 self._out.mux(self._v.encode(vf))
                 self.frames_written += 1
-            self._mux_audio_until(self.frames_written / float(self.fps))
+                self._last_pts = stamp
+            if self._last_pts is not None:
+                self._mux_audio_until(float(self._last_pts * self._tb + 1 / self.fps))
         except (OSError, av.FFmpegError) as e:
             self.abort()
             raise OutputError(f"{self.path}: could not be written ({_reason(e)}); nothing was written") from e
+
+    def _stamps(self, n: int, pts: torch.Tensor | list[int] | None, time_base: Fraction | None) -> list[int]:
+        """The pts (in the stream's time base) of the next ``n`` frames: the given ones rescaled, else i/fps;
+        strictly increasing."""
+        if pts is None:
+            want = [round(Fraction(self.frames_written + i) / self.fps / self._tb) for i in range(n)]
+        else:
+            values = pts.tolist() if isinstance(pts, torch.Tensor) else list(pts)
+            if len(values) != n:
+                raise InputError(f"VideoWriter: {len(values)} timestamp(s) for {n} frame(s)")
+            if time_base is None or Fraction(time_base) <= 0:
+                raise InputError(f"VideoWriter: timestamps need their time base (> 0), got {time_base!r}")
+            scale = Fraction(time_base) / self._tb
+            want = [int(v) if scale == 1 else round(int(v) * scale) for v in values]
+        if self._shift is None:
+            self._shift = -want[0] if want and want[0] < 0 else 0
+        out = []
+        last = self._last_pts
+        for w in want:
+            stamp = w + self._shift
+            if last is not None and stamp <= last:
+                stamp = last + 1
+            out.append(stamp)
+            last = stamp
+        return out
 
     def close(self) -> Path:
         """Flush the encoder, copy the remaining audio and move the file into place."""
@@ -421,8 +479,3 @@ def _cat(batch: list[LoadedImage], device) -> torch.Tensor:
     t = torch.cat([b.image for b in batch])
     return t.to(device) if device is not None else t
 
-
-def warn_if_vfr(info: VideoInfo) -> None:
-    if info.fps.denominator > 1001:
-        warnings.warn(f"{info.path}: frame rate {float(info.fps):.3f} looks variable; the output uses a constant "
-                      "rate with the same frame count", stacklevel=2)

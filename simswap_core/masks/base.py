@@ -22,12 +22,17 @@ MASKERS: dict[str, type[CropMasker]] = {}
 class CropMasker:
     """One mask kind. ``kind``: its name in a MaskSpec; ``order``: its place in menus (lower first);
     ``default_feather``: soft-edge width (fraction of S) when the spec gives none; ``needs_parser``: whether
-    ``__call__`` needs a BiSeNet face parser (or precomputed labels)."""
+    ``__call__`` needs a BiSeNet face parser (or precomputed labels); ``needs_sam``: whether it needs a Segment
+    Anything model (``sam=``) and the frames (``frames=``); ``inputs``: the extra keyword arguments its
+    ``__call__`` takes besides ``labels`` (``build_crop_masks`` passes only these, so older kinds keep their
+    signature)."""
 
     kind: ClassVar[str] = ""
     order: ClassVar[int] = 100
     default_feather: ClassVar[float] = 0.0
     needs_parser: ClassVar[bool] = False
+    needs_sam: ClassVar[bool] = False
+    inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

@@ -19,8 +19,10 @@ from .parsing import OFFICIAL_REGIONS, region_labels
 class MaskSpec:
     """What region of each aligned crop is swapped.
 
-    kind:    "box" | "ellipse" | "parsing".
-    regions: parsing regions (names of ``simswap_core.masks.parsing.REGIONS``); default the official set.
+    kind:    a registered kind (``mask_kinds()``): "box" | "ellipse" | "parsing" | "occlusion" | "sam" |
+             "sam_parsing".
+    regions: parsing regions (names of ``simswap_core.masks.parsing.REGIONS``) for the kinds that need a parser;
+             default the official set.
     grow:    fraction of S to dilate (> 0) or erode (< 0) the region.
     feather: width of the soft edge as a fraction of S; None -> the kind's default (``default_feather`` of its
              CropMasker: box 0, ellipse 0.06, parsing 0.03).
@@ -56,12 +58,18 @@ class MaskSpec:
         """Whether this kind needs a BiSeNet face parser."""
         return MASKERS[self.kind].needs_parser
 
+    @property
+    def needs_sam(self) -> bool:
+        """Whether this kind needs a Segment Anything model (``load_sam``) and the frames."""
+        return MASKERS[self.kind].needs_sam
+
     @classmethod
     def parse(cls, text: str) -> MaskSpec:
-        """``"box"``, ``"ellipse:grow=0.02"``, ``"parsing:skin,nose,lips,feather=0.05"``, ``"box:shrink=0.05"``.
+        """``"box"``, ``"ellipse:grow=0.02"``, ``"parsing:skin,nose,lips,feather=0.05"``, ``"box:shrink=0.05"``,
+        ``"occlusion:skin,nose"``.
 
         After ``kind:``, comma-separated items: ``grow=F``, ``shrink=F`` (= grow=-F), ``feather=F``; bare names are
-        parsing regions (only for kind parsing).
+        parsing regions (only for the kinds that need a parser: parsing, occlusion, sam_parsing).
         """
         if not isinstance(text, str) or not text.strip():
             raise InputError(f"mask spec: expected text like 'ellipse' or 'parsing:skin,nose', got {text!r}")
@@ -87,13 +95,15 @@ class MaskSpec:
             else:
                 regions.append(item)
         if regions:
-            if kw["kind"] != "parsing":
-                raise InputError(f"mask spec {text!r}: regions are only valid for kind 'parsing'")
+            region_kinds = [k for k in mask_kinds() if MASKERS[k].needs_parser]
+            if kw["kind"] in MASKERS and not MASKERS[kw["kind"]].needs_parser:
+                raise InputError(f"mask spec {text!r}: regions are only valid for the kinds that use a face parser "
+                                 f"({', '.join(region_kinds)}), not {kw['kind']!r}")
             kw["regions"] = tuple(regions)
         return cls(**kw)
 
     def __str__(self) -> str:
-        items = list(self.regions) if self.kind == "parsing" and self.regions != OFFICIAL_REGIONS else []
+        items = list(self.regions) if self.needs_parser and self.regions != OFFICIAL_REGIONS else []
         if self.grow:
             items.append(f"grow={self.grow:g}")
         if self.feather is not None:

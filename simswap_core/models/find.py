@@ -277,9 +277,10 @@ def _missing_message(raw: str, entry: ModelFile | None, explicit: Path, looked: 
 
 #: what each model kind is called in messages, and the catalogue entry expected when none is present
 _KIND_WORDS: dict[str, str] = {"generator": "SimSwap generator", "arcface": "SimSwap ArcFace identity encoder",
-               "parser": "BiSeNet face parser", "detector": "face detector"}
+               "parser": "BiSeNet face parser", "detector": "face detector",
+               "sam": "Segment Anything (SAM) model"}
 _KIND_DEFAULT: dict[str, str] = {"generator": "simswap_224", "arcface": "arcface", "parser": "bisenet",
-                                 "detector": "scrfd_10g"}
+                                 "detector": "scrfd_10g", "sam": "sam_vit_b"}
 
 
 def install_hint(entry: ModelFile) -> str:

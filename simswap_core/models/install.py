@@ -47,9 +47,10 @@ LOCK_NAME = ".simswap-downloads.json"
 
 _GIB = 1 << 30
 #: The most bytes a download of each kind may have when no size is published or recorded (the largest known
-#: files: the 2021 arcface_checkpoint.tar ~730 MiB, checkpoints.zip ~245 MiB); "archive" is a zip/wheel source.
+#: files: the 2021 arcface_checkpoint.tar ~730 MiB, checkpoints.zip ~245 MiB; SAM's sam_vit_h_4b8939.pth ~2.4 GiB);
+#: "archive" is a zip/wheel source.
 MAX_BYTES: dict[str, int] = {"generator": 2 * _GIB, "arcface": 2 * _GIB, "parser": 1 * _GIB, "detector": 1 * _GIB,
-                             "archive": 4 * _GIB}
+                             "sam": 3 * _GIB, "archive": 4 * _GIB}
 
 
 @dataclass(frozen=True)

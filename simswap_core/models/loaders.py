@@ -7,6 +7,7 @@
     load_model("patch_discriminator", "latest_net_D1.pth")      # PatchDiscriminator (older training path)
     load_model("projected_discriminator", "10000_net_D.pth")    # ProjectedDiscriminator (train.py)
     load_model("efficientnet_lite0", "tf_efficientnet_lite0.pth")  # EfficientNetLite0Features (timm weights)
+    load_model("sam", "sam_vit_b_01ec64.pth")                    # SamModel (Segment Anything vit_b / vit_l / vit_h)
 
 Every loader reads through :func:`~.checkpoints.read_checkpoint` (no code from a file runs) and the same checks:
 a missing file raises :class:`~simswap_core.errors.MissingModelError` naming the file and the kind expected, a
@@ -33,6 +34,7 @@ from ..networks.efficientnet_lite import EfficientNetLite0Features, convert_timm
 from ..networks.generator import GeneratorConfig, SimSwapGenerator, normalize_variant
 from ..networks.patch_discriminator import PatchDiscriminator
 from ..networks.projected_discriminator import ProjectedDiscriminator, normalize_state_keys
+from ..networks.sam import SamConfig, SamModel, sam_state
 from .checkpoints import WANTED, CheckpointInfo, build_module, check_kind, describe_found, read_checkpoint
 from .model_file import sniff_format
 from .safetensors_header import check_crop_size
@@ -52,6 +54,7 @@ __all__ = [
     "load_parser",
     "load_patch_discriminator",
     "load_projected_discriminator",
+    "load_sam",
 ]
 
 #: Output convention used when neither the caller nor the file's metadata says otherwise: the released
@@ -60,7 +63,7 @@ DEFAULT_GENERATOR_VARIANT = "official"
 
 #: the kinds :func:`load_model` knows.
 MODEL_KINDS = ("generator", "arcface", "parser", "detector", "patch_discriminator", "projected_discriminator",
-               "efficientnet_lite0")
+               "efficientnet_lite0", "sam")
 
 _FORMAT_TAG = "simswap"
 _FORMAT_VERSION = "1"
@@ -195,6 +198,23 @@ def load_efficientnet_lite0(path: str | os.PathLike, *,
     return model.to(device) if device is not None else model
 
 
+def load_sam(path: str | os.PathLike, *, device: str | torch.device | None = None) -> SamModel:
+    """A Segment Anything (SAM v1) model from an official checkpoint (``sam_vit_b_01ec64.pth``,
+    ``sam_vit_l_0b3195.pth``, ``sam_vit_h_4b8939.pth``: state dicts read by the allow-list unpickler, no code from
+    the file runs) or a .safetensors copy. The architecture (vit_b / vit_l / vit_h or a smaller layout) is
+    inferred from the weights; strict keys and shapes; float32, eval mode, no gradients. Our own implementation
+    (``simswap_core.networks.sam``): no torchvision and no ``segment-anything`` package needed."""
+    info = read_checkpoint(path, "sam")
+    check_kind(info, "sam")
+    info = replace(info, state=sam_state(info.state))
+    try:
+        config = SamConfig.from_state_dict(info.state)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{info.path}: SAM keys are incomplete or inconsistent ({exc})") from None
+    model = build_module(lambda: SamModel(config), info, f"the SAM {config.arch} network").requires_grad_(False)
+    return model.to(device) if device is not None else model
+
+
 def _load_detector(path: str | os.PathLike, **kw: Any) -> FaceDetector:
     from ..detection import load_detector
 
@@ -217,7 +237,7 @@ def load_model(kind: str, path: str | os.PathLike, **kw: Any) -> nn.Module | Fac
                                               "parser": load_parser, "detector": _load_detector,
                                               "patch_discriminator": load_patch_discriminator,
                                               "projected_discriminator": load_projected_discriminator,
-                                              "efficientnet_lite0": load_efficientnet_lite0}
+                                              "efficientnet_lite0": load_efficientnet_lite0, "sam": load_sam}
     loader = loaders.get(kind) if isinstance(kind, str) else None
     if loader is None:
         raise InputError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")

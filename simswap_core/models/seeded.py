@@ -16,17 +16,23 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from ..errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..networks.sam import SamConfig
 from ..io.atomic import atomic_write
 
-__all__ = ["SEEDED_FILENAMES", "SEEDED_KINDS", "seeded_key_list", "seeded_state_dict", "write_seeded_checkpoints"]
+__all__ = ["SEEDED_FILENAMES", "SEEDED_KINDS", "SAM_SMALL", "seeded_key_list", "seeded_state_dict",
+           "write_seeded_checkpoints", "write_seeded_sam"]
 
 #: kind -> offset added to the seed. g224/g512/arcface are the spec's; the others are this project's extension.
-SEEDED_KINDS: dict[str, int] = {"g224": 0, "g512": 1, "arcface": 2, "gdeep": 3, "arcface_no_se": 4}
+SEEDED_KINDS: dict[str, int] = {"g224": 0, "g512": 1, "arcface": 2, "gdeep": 3, "arcface_no_se": 4, "sam_small": 5,
+                                "sam_vit_b": 6}
 
 #: kind -> file name written by :func:`write_seeded_checkpoints` (official names / formats).
 SEEDED_FILENAMES: dict[str, str] = {
@@ -36,6 +42,19 @@ SEEDED_FILENAMES: dict[str, str] = {
 }
 
 _BRANCH_BN = re.compile(r"layer\d+\.\d+\.bn2\.weight")
+
+
+def _sam_small() -> SamConfig:
+    from ..networks.sam import SamConfig
+
+    # the official key layout at a small size (256 input, 16x16 grid, 5-token windows: padding is exercised)
+    return SamConfig(img_size=256, patch_size=16, encoder_dim=64, encoder_depth=4, encoder_heads=4, encoder_mlp=256,
+                     global_attn=(1, 3), window_size=5, prompt_dim=64, mask_in_chans=16, decoder_depth=2,
+                     decoder_heads=8, decoder_mlp=128, iou_head_hidden=64)
+
+
+#: the small SAM layout of the seeded "sam_small" weights (a ``networks.sam.SamConfig``)
+SAM_SMALL = _sam_small()
 
 
 def _module_for(kind: str) -> torch.nn.Module:
@@ -53,6 +72,10 @@ def _module_for(kind: str) -> torch.nn.Module:
             return IResNet(ArcFaceConfig())
         if kind == "arcface_no_se":
             return IResNet(ArcFaceConfig(use_se=False))
+        if kind in ("sam_small", "sam_vit_b"):
+            from ..networks.sam import SamConfig, SamModel
+
+            return SamModel(SAM_SMALL if kind == "sam_small" else SamConfig.preset("vit_b"))
     raise InputError(f"seeded weights kind {kind!r} is not known; expected one of {sorted(SEEDED_KINDS)}")
 
 
@@ -85,13 +108,32 @@ def _scale(key: str, shape: tuple[int, ...], keyset: set[str]) -> tuple[float, f
     raise InputError(f"seeded recipe has no rule for key {key!r} with shape {shape}")
 
 
+def _sam_scale(key: str, shape: tuple[int, ...]) -> tuple[float, float]:
+    """(a, b) for a SAM key: small position tables, unit-ish norms, fan-in scaled weights."""
+    leaf = key.rpartition(".")[2]
+    if leaf == "positional_encoding_gaussian_matrix":
+        return 1.0, 0.0
+    if leaf in ("pos_embed", "rel_pos_h", "rel_pos_w"):
+        return 0.02, 0.0
+    if leaf == "weight" and len(shape) == 1:
+        return 0.1, 1.0
+    if leaf == "bias":
+        return 0.1, 0.0
+    if leaf == "weight" and len(shape) == 4:
+        return math.sqrt(3.0 / (shape[1] * shape[2] * shape[3])), 0.0
+    if leaf == "weight" and len(shape) == 2:
+        return math.sqrt(3.0 / shape[1]), 0.0
+    raise InputError(f"seeded recipe has no rule for key {key!r} with shape {shape}")
+
+
 def _saver(state: dict[str, Tensor]) -> Callable[[Path], None]:
     """``torch.save(state, tmp)`` as an atomic_write callback."""
     return lambda tmp: torch.save(state, tmp)
 
 
 def seeded_state_dict(kind: str, seed: int = 1234) -> dict[str, Tensor]:
-    """Random CPU float32 weights for ``kind`` ("g224", "g512", "arcface"; also "gdeep", "arcface_no_se").
+    """Random CPU float32 weights for ``kind`` ("g224", "g512", "arcface"; also "gdeep", "arcface_no_se", and
+    "sam_small" / "sam_vit_b": SAM in the official key layout, small (:data:`SAM_SMALL`) or at vit_b size).
 
     Bit-identical to the weights behind ``tests/fixtures/golden_public.npz`` for seed 1234. Not a model.
     """
@@ -106,7 +148,7 @@ def seeded_state_dict(kind: str, seed: int = 1234) -> dict[str, Tensor]:
             state[key] = torch.zeros(shape, dtype=torch.int64)
             continue
         z = torch.rand(shape, generator=g, dtype=torch.float32).mul_(2.0).sub_(1.0)
-        a, b = _scale(key, shape, keyset)
+        a, b = _sam_scale(key, shape) if kind.startswith("sam") else _scale(key, shape, keyset)
         z.mul_(a)
         if b != 0.0:
             z.add_(b)
@@ -153,3 +195,11 @@ def write_seeded_checkpoints(folder: str | os.PathLike, seed: int = 1234, *,
                 ) from None
         out[kind] = path
     return out
+
+
+def write_seeded_sam(path: str | os.PathLike, seed: int = 1234, *, kind: str = "sam_small") -> Path:
+    """Write seeded RANDOM SAM weights (``kind`` "sam_small" or "sam_vit_b") as an official-format ``.pth`` state
+    dict (``torch.save`` of the ordered state dict, like ``sam_vit_b_01ec64.pth``); atomic, never overwrites."""
+    if kind not in ("sam_small", "sam_vit_b"):
+        raise InputError(f"seeded SAM kind {kind!r} is not known; expected 'sam_small' or 'sam_vit_b'")
+    return atomic_write(Path(path), _saver(seeded_state_dict(kind, seed)))

@@ -9,6 +9,8 @@
 * ``"swapper"``, ``"recognition"``, ``"genderage"``, ``"landmarks"``, ``"other"``: ONNX models of other packs
   (inswapper_128, w600k_r50 / glintr100, genderage, 1k3d68 / 2d106det, anything else), told from the graph's
   inputs and outputs;
+* ``"sam"``: a Segment Anything (SAM v1) checkpoint, ``detail`` its layout ``"vit_b"`` / ``"vit_l"`` / ``"vit_h"``
+  (or ``"sam_custom"``), told from its ``image_encoder.*`` / ``prompt_encoder.*`` / ``mask_decoder.*`` keys;
 * other torch kinds of :mod:`.checkpoints` (``"patch_discriminator"``...), or ``"unknown"``: a file whose keys
   match nothing known, or that cannot be read (``error`` says why; sniffing never raises for a bad file).
 
@@ -141,6 +143,13 @@ def _from_state(state: Mapping[str, Any], metadata: Mapping[str, str] | None = N
     if keys == {"latent", "embedding"}:
         return Sniffed("identity")
     kind = _detect_kind(state)
+    if kind == "sam":
+        from ..networks.sam import SamConfig, sam_state
+
+        try:
+            return Sniffed("sam", detail=SamConfig.from_state_dict(sam_state(state)).arch)
+        except (KeyError, ValueError, IndexError) as exc:
+            return Sniffed("unknown", error=f"SAM keys are incomplete or inconsistent ({exc})"[:500])
     if kind != "generator":
         return Sniffed(kind)
     from ..networks.generator import GeneratorConfig
