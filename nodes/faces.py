@@ -242,7 +242,7 @@ class SimSwapPasteFaces(io.ComfyNode):
             description=("Pastes aligned face crops (e.g. swapped faces after a restoration node) back into the "
                          "frames with their SIMSWAP_ALIGNMENT, without detecting faces again. Crops of another size "
                          "(a 2x restorer) are resized to the alignment's crop size. Pixels outside the returned mask "
-                         "stay exactly as they were."),
+                         "stay exactly as they were, and so do pixels under 'protect'."),
             inputs=[
                 io.Image.Input("images", tooltip="The frames to paste into (the frames the alignment was made on, or "
                                                  "the swap's output)."),
@@ -263,6 +263,10 @@ class SimSwapPasteFaces(io.ComfyNode):
                 io.Mask.Input("crop_masks", optional=True,
                               tooltip="Crop-space masks [faces, S, S] (Split Face Crops or Face Mask); none = the "
                                       "whole crop."),
+                io.Mask.Input("protect", optional=True,
+                              tooltip="Regions that must never change (a hand, a microphone, a logo: from any mask "
+                                      "node), frame-space, 1 = keep the original pixel exactly: one mask [H,W] for "
+                                      "every frame or one per frame [N,H,W], the frames' size."),
             ],
             outputs=[
                 io.Image.Output(display_name="images", tooltip="The frames with the faces pasted in."),
@@ -278,10 +282,12 @@ class SimSwapPasteFaces(io.ComfyNode):
     @classmethod
     def execute(cls, images: torch.Tensor, crops: torch.Tensor, alignment: AlignedFaces, paste_mode: str,
                 color_match: bool, feather: float, erode: float,
-                crop_masks: torch.Tensor | None = None) -> io.NodeOutput:
+                crop_masks: torch.Tensor | None = None, protect: torch.Tensor | None = None) -> io.NodeOutput:
         from simswap_core.errors import InputError
         from simswap_core.io.frames import frame_ranges
-        from simswap_core.paste import paste_faces
+        from simswap_core.paste import check_protect, paste_faces
+
+        from .swap import protect_masks
 
         frames = image_to_nchw(images, "images")
         faces = image_to_nchw(crops, "crops") if crops.shape[0] else crops.new_zeros(0, 3, 1, 1)
@@ -294,6 +300,9 @@ class SimSwapPasteFaces(io.ComfyNode):
             raise InputError(f"images: the alignment is for {len(alignment.frame_sizes)} frame(s) of size "
                              f"{tuple(alignment.frame_sizes[0]) if alignment.frame_sizes else None}, got "
                              f"{frames.shape[0]} of {tuple(frames.shape[-2:])}")
+        keep = protect_masks(protect)
+        if keep is not None:
+            keep = check_protect(keep, frames.shape[0], (frames.shape[-2], frames.shape[-1]))
         masks = None
         if crop_masks is not None:
             masks = mask_to_n1hw(crop_masks, "crop_masks")
@@ -314,7 +323,9 @@ class SimSwapPasteFaces(io.ComfyNode):
             out, mask = paste_faces(frames[start:stop].to(device), faces[idx.to(faces.device)].to(device), part,
                                     None if masks is None else masks[idx.to(masks.device)].to(device),
                                     feather=float(feather), erode=float(erode), color_match=bool(color_match),
-                                    mode=paste_mode)
+                                    mode=paste_mode,
+                                    protect=None if keep is None else
+                                    (keep if keep.shape[0] == 1 else keep[start:stop]).to(device))
             outs.append(nchw_to_image(out))
             out_masks.append(n1hw_to_mask(mask))
             if progress is not None:

@@ -240,6 +240,37 @@ def test_paste_faces_over_a_long_batch_in_chunks(models, astronaut):
         assert torch.equal(pasted[i], frames[i]) and pmask[i].max() == 0
 
 
+
+def test_paste_faces_protect_keeps_pixels_bit_identical(models, astronaut):
+    """Paste Faces' protect MASK (one [H,W] mask for every frame, or one per frame): pixels where it is 1 are the
+    input frame's exactly and out of the returned mask, the rest is pasted as without it; a mask of another size is
+    refused naming 'protect'."""
+    from nodes.detect import SimSwapDetectFaces
+    from nodes.faces import SimSwapAlignFaces, SimSwapPasteFaces, SimSwapSplitFaceCrops
+
+    _gen, _arc, det = models
+    frames = torch.cat([astronaut, astronaut.roll(3, dims=2)])          # IMAGE batches are [N,H,W,3]
+    faces, _, count, _ = SimSwapDetectFaces.execute(frames, det, "left-right").args
+    assert count == 2
+    (crops,) = SimSwapAlignFaces.execute(frames, faces, "224", "auto", "all", "0", "left-right").args
+    split, alignment, crop_masks, _ = SimSwapSplitFaceCrops.execute(crops).args
+    changed = 1.0 - split
+    plain, plain_mask = SimSwapPasteFaces.execute(frames, changed, alignment, "default", False, 0.1, 0.0).args
+    h, w = frames.shape[1:3]
+    keep = torch.zeros(h, w)
+    keep[h // 3:h // 2, w // 3:2 * w // 3] = 1.0           # a band across the eyes and nose
+    inside = keep.bool()
+    assert (plain[0][inside] != frames[0][inside]).any()   # the band is changed without protect
+    for protect in (keep, torch.stack([keep, keep])):
+        out, mask = SimSwapPasteFaces.execute(frames, changed, alignment, "default", False, 0.1, 0.0,
+                                              protect=protect).args
+        assert torch.equal(out[:, inside], frames[:, inside]) and mask[:, inside].max() == 0
+        assert torch.equal(out[:, ~inside], plain[:, ~inside]) and torch.equal(mask[:, ~inside], plain_mask[:, ~inside])
+    from simswap_core.errors import InputError
+
+    with pytest.raises(InputError, match="protect"):
+        SimSwapPasteFaces.execute(frames, changed, alignment, "default", False, 0.1, 0.0, protect=keep[:-1])
+
 class CountingDetector:
     """A detector that counts its calls (and forwards them)."""
 
