@@ -91,16 +91,9 @@ class FrameResult:
     def summary(self) -> str:
         """One line for a person, as ``SwapResult.summary``: 'swapped 3 faces in 2 of 3 frames; nothing swapped in
         frame 1: no face detected'."""
-        from .swap import describe_skipped
+        from .swap import swap_summary
 
-        n = int(self.images.shape[0])
-        hit = n - len(self.frames_without_face)
-        text = f"swapped {_plural(len(self.faces), 'face')} in " + (_plural(n, "frame") if hit == n else
-                                                                      f"{hit} of {_plural(n, 'frame')}")
-        if self.frames_without_face:
-            by_frame = self.reasons_by_frame()
-            text += "; nothing swapped in " + describe_skipped(list(by_frame), list(by_frame.values()))
-        return text
+        return swap_summary(int(self.images.shape[0]), len(self.faces), self.reasons_by_frame())
 
     @staticmethod
     def concat(parts: Sequence[FrameResult]) -> FrameResult:
@@ -123,7 +116,9 @@ class FrameResult:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    from .swap import _plural as plural
+
+    return plural(n, word)
 
 
 def run(source: FrameSource, swapper: Any, sink: FrameSink, identity: Identity | None, *, batch_size: int = 8,

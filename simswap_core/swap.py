@@ -183,6 +183,17 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def swap_summary(frames: int, faces: int, reasons_by_frame: dict[int, str]) -> str:
+    """'swapped 6 faces in 1 frame' / 'swapped 3 faces in 2 of 3 frames; nothing swapped in frame 1: no face
+    detected': ``frames`` in the call, ``faces`` swapped, {frame: why nothing was swapped there}."""
+    hit = frames - len(reasons_by_frame)
+    text = f"swapped {_plural(faces, 'face')} in " + (_plural(frames, "frame") if hit == frames else
+                                                       f"{hit} of {_plural(frames, 'frame')}")
+    if reasons_by_frame:
+        text += "; nothing swapped in " + describe_skipped(list(reasons_by_frame), list(reasons_by_frame.values()))
+    return text
+
+
 @dataclass
 class SwapResult:
     """Output of FaceSwapper.swap (everything on the input frames' device).
@@ -219,14 +230,7 @@ class SwapResult:
     def summary(self) -> str:
         """One line for a person: 'swapped 6 faces in 1 frame' or 'swapped 3 faces in 2 of 3 frames; nothing
         swapped in frame 1: no face detected' (long frame lists shortened)."""
-        n = int(self.images.shape[0])
-        hit = n - len(self.frames_without_face)
-        text = f"swapped {_plural(len(self.faces), 'face')} in " + (_plural(n, "frame") if hit == n else
-                                                                      f"{hit} of {_plural(n, 'frame')}")
-        if self.frames_without_face:
-            by_frame = self.reasons_by_frame()
-            text += "; nothing swapped in " + describe_skipped(list(by_frame), list(by_frame.values()))
-        return text
+        return swap_summary(int(self.images.shape[0]), len(self.faces), self.reasons_by_frame())
 
     @staticmethod
     def concat(parts: Sequence[SwapResult]) -> SwapResult:
