@@ -387,6 +387,7 @@ RSS_CHILD = textwrap.dedent("""
 
 
 @pytest.mark.slow
+@pytest.mark.long      # ~35 min on 2 cores: run with -m long
 def test_peak_rss_of_3000_frames_is_within_10_percent_of_300(fast_generator_path, tmp_path):
     """Issue 11 item 6 through the VIDEO node: 300 and 3,000 frames of a 640x360 two-person clip with audio, each
     through SimSwapSwapVideo.execute in a fresh process; peak RSS (VmHWM) within 10 %, frame count, order and

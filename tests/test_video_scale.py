@@ -23,7 +23,7 @@ from video_fixtures import audio_duration, make_clip, read_frame_numbers, write_
 
 from pipeline_fixtures import pl_weights, t1_path  # noqa: F401  (session fixtures)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]   # ~35 min on 2 cores: run with -m long
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT, LONG = 300, 3000
