@@ -71,7 +71,8 @@ def _swap_nodes(info: dict) -> tuple[dict, int]:
               "inputs": _auto_inputs(info, "SimSwapDetectorLoader", links, detector="yunet (offline default)")},
         "src": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
         "id": {"class_type": "SimSwapExtractIdentity", "inputs": _auto_inputs(info, "SimSwapExtractIdentity", links)},
-        "swap": {"class_type": "SimSwapSwap", "inputs": _auto_inputs(info, "SimSwapSwap", links, faces="largest")},
+        "swap": {"class_type": "SimSwapSwap", "inputs": _auto_inputs(info, "SimSwapSwap", links, faces="largest",
+                                                                  identity=["id", 0])},  # optional since the map
     }
     return nodes, info["SimSwapSwap"]["output"].index("SIMSWAP_FACE_CROPS")
 
