@@ -10,12 +10,28 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import detect, faces, gender, identity, loaders, mapping, quick, restore, sam, swap, utility, video
+from . import (
+    detect,
+    faces,
+    gender,
+    identity,
+    loaders,
+    mapping,
+    provenance,
+    quick,
+    restore,
+    sam,
+    scoring,
+    swap,
+    utility,
+    video,
+)
 from ._common import register_model_folders
 
 NODES: list[type[io.ComfyNode]] = [*loaders.NODES, *sam.NODES, *identity.NODES, *gender.NODES,
                                    *detect.NODES, *mapping.NODES, *swap.NODES, *faces.NODES, *restore.NODES,
-                                   *quick.NODES, *utility.NODES, *video.NODES]
+                                   *quick.NODES, *utility.NODES, *video.NODES,
+                                   *scoring.NODES, *provenance.NODES]
 
 NODE_CLASS_MAPPINGS = {node.define_schema().node_id: node for node in NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: node.define_schema().display_name

@@ -75,7 +75,8 @@ class SimSwapLoadGenderModel(io.ComfyNode):
             category=f"{CATEGORY}/loaders",
             description=("Loads a gender/age model (insightface genderage.onnx, e.g. "
                          "models/insightface/models/buffalo_l/genderage.onnx, the file ReActor's gender detection "
-                         "uses) for the Swap node's gender filter; runs with onnxruntime. " + GENDER_LICENCE),
+                         "uses) for the Swap node's gender filter; runs as a torch module (no onnxruntime). "
+                         + GENDER_LICENCE),
             inputs=[
                 io.Combo.Input("gender_model", options=gender_model_files(),
                                tooltip="A gender/age .onnx model in models/insightface (recognised by its inputs "

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # simswap_core is imported where it is used
 
 NO_IDENTITIES = "(no identities saved yet)"
 CROP_SIZES = ["auto", "224", "512"]
-EXTRACT_COMBINE = ["mean", "median", "weighted", "each"]
+EXTRACT_COMBINE = ["mean", "median", "weighted", "quality", "each"]
 IDENTITY_SOCKET_NOTE = ("A SIMSWAP_IDENTITY is one identity, or a list of identities from Extract Identity with "
                         "combine = each.")
 DEFAULT_CROP_SIZE = 224  # crop_size = auto without a generator: the official 224 model
@@ -88,7 +88,9 @@ class SimSwapExtractIdentity(io.ComfyNode):
                                tooltip="How faces are numbered for face = index."),
                 io.Combo.Input("combine", options=EXTRACT_COMBINE, default="mean",
                                tooltip="How several faces become one identity: mean, median (robust to an odd "
-                                       "photo), or mean weighted by detection score. each: no combining, one "
+                                       "photo), mean weighted by detection score, or quality: weighted by "
+                                       "detection score x face size x sharpness x frontalness (each photo's "
+                                       "quality is shown on the node: drop poor ones). each: no combining, one "
                                        "identity PER chosen face (e.g. face = index, face_index '0,1' on a photo "
                                        "of two people), a list the Swap node maps onto the target faces it swaps "
                                        "(source face k -> k-th target face)."),
@@ -117,7 +119,8 @@ class SimSwapExtractIdentity(io.ComfyNode):
                 face_index: str, order: str, combine: str, if_no_face: str, generator: ManagedModel | None = None,
                 crop_size: str = "auto") -> io.NodeOutput:
         from simswap_core.errors import InputError
-        from simswap_core.identity import extract_identities, extract_identity
+        from simswap_core.face_quality import quality_text
+        from simswap_core.identity import extract_identities, extract_identity, identity_quality
 
         if combine not in EXTRACT_COMBINE:
             raise InputError(f"combine: expected one of {EXTRACT_COMBINE}, got {combine!r}")
@@ -135,6 +138,9 @@ class SimSwapExtractIdentity(io.ComfyNode):
             identity = extract_identity(encoder, detector, images, crop_size=size, select=selection,
                                         combine=combine, if_no_face=if_no_face, device=compute_device())
             text = f"1 identity from {identity.num_sources} face(s) ({combine}), crop size {size}"
+            quality = identity_quality(identity)
+            if quality:
+                text += "\n" + quality_text(quality)
         soft_empty_cache()
         return io.NodeOutput(identity, ui={"text": [text]})
 
@@ -303,7 +309,16 @@ class SimSwapLoadIdentity(io.ComfyNode):
             from simswap_core.errors import MissingModelError
 
             raise MissingModelError("identity_name: no identity saved yet; save one with 'SimSwap Save Identity'")
-        return io.NodeOutput(load_identity(_identity_to_load(identity_name)))
+        from simswap_core.face_quality import quality_text
+        from simswap_core.identity import identity_quality
+
+        identity = load_identity(_identity_to_load(identity_name))
+        records = identity_quality(identity)
+        if not records:
+            return io.NodeOutput(identity)
+        text = (f"{identity_name}: {identity.num_sources} source face(s) "
+                f"({identity.meta.get('combine', '?')})\n{quality_text(records)}")
+        return io.NodeOutput(identity, ui={"text": [text]})
 
 
 BLEND_SLOTS = ("a", "b", "c", "d")

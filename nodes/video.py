@@ -397,6 +397,7 @@ class SimSwapSwapVideo(io.ComfyNode):
         from simswap_core.temporal import TemporalState
         from simswap_core.tracking import FaceTracker
 
+        from .provenance import node_label
         from .swap import swap_arguments
 
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
@@ -432,6 +433,7 @@ class SimSwapSwapVideo(io.ComfyNode):
             kwargs = dict(swap_kwargs)
             ident = kwargs.pop("identity", identity)
             sink = frames.make_sink(out)
+            sink.label = node_label(generator=generator, arcface=arcface, detector=detector, parser=parser, sam=sam)
             try:
                 summary = run(frames.source, swapper, sink, ident, batch_size=int(settings.batch_size),
                               progress=progress, tracker=tracker, temporal=temporal, on_step=on_step, **kwargs)
@@ -442,7 +444,11 @@ class SimSwapSwapVideo(io.ComfyNode):
         soft_empty_cache()
         text = describe_run(summary, identity_labels(ident, identity_map))
         text += _unused_options_note(options)
-        level = "warning" if summary.frames_without_face else "info"
+        from simswap_core.provenance import OFF_MESSAGE, labelling_enabled
+
+        if not labelling_enabled():            # the user switched labelling off (SIMSWAP_LABEL=0): said here too
+            text += f"; {OFF_MESSAGE}"
+        level = "warning" if summary.frames_without_face or not labelling_enabled() else "info"
         report_status(node_id, f"{DISPLAY_NAME}: {text}", level)
         from comfy_api.latest import InputImpl
 

@@ -331,6 +331,10 @@ SEEDED_NOTE = ("Model files go into ComfyUI/models/simswap (generator: latest_ne
                "Pick your own photos in the Load Image nodes.")
 
 
+# Swapped images are saved with the synthetic-media label (nodes/provenance.py); masks go to core Save Image.
+SAVE_LABELLED = "SimSwapSaveImageLabelled"
+
+
 def _loaders(wf: Workflow, row: float = 0.0, col: float = 0.0):
     gen = wf.add("SimSwapGeneratorLoader", col=col, row=row, generator_name=GENERATOR_224, variant="auto",
                  crop_size="auto")
@@ -353,7 +357,8 @@ def basic_image_swap() -> Workflow:
                    combine="mean", if_no_face="error")
     swap = wf.add("SimSwapSwap", col=2, row=0, images=tgt[0], identity=ident[0], generator=gen[0],
                   detector=det[0], faces="all", face_index="0", order="left-right", mask="box", if_no_face="keep")
-    wf.add("SaveImage", col=3, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/basic")
+    wf.add(SAVE_LABELLED, col=3, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/basic",
+           format="png", quality=95, generator=gen[0], detector=det[0])
     m = wf.add("MaskToImage", col=3, row=3, mask=swap[1])
     wf.add("PreviewImage", col=3, row=4, size=(420, 360), title="Preview swap mask", images=m[0])
     return wf
@@ -380,7 +385,8 @@ def pick_faces_with_preview() -> Workflow:
                   detector=det[0], faces="index", face_index="0,2", order="left-right", mask="ellipse",
                   if_no_face="keep",
                   detected_faces=faces[0])
-    wf.add("SaveImage", col=3, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/picked")
+    wf.add(SAVE_LABELLED, col=3, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/picked",
+           format="png", quality=95, generator=gen[0], detector=det[0])
     m = wf.add("MaskToImage", col=4, row=0, mask=swap[1])
     wf.add("PreviewImage", col=4, row=1, size=(420, 360), title="Preview swap mask", images=m[0])
     return wf
@@ -409,7 +415,8 @@ def identity_from_several_photos() -> Workflow:
     swap = wf.add("SimSwapSwap", col=3, row=0, images=tgt[0], identity=saved[0], generator=gen[0],
                   detector=det[0], faces="largest", face_index="0", order="left-right", mask="box",
                   if_no_face="keep")
-    wf.add("SaveImage", col=4, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/identity")
+    wf.add(SAVE_LABELLED, col=4, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/identity",
+           format="png", quality=95, generator=gen[0], detector=det[0])
     return wf
 
 
@@ -441,7 +448,8 @@ def swap_restore_paste() -> Workflow:
                    mask_feather="auto")
     paste = wf.add("SimSwapPasteFaces", col=4, row=0, images=swap[0], crops=restore[0], alignment=split[1],
                    crop_masks=fmask[1], paste_mode="default", color_match=False, feather=0.12, erode=0.04)
-    wf.add("SaveImage", col=5, row=0, size=(420, 400), images=paste[0], filename_prefix="simswap/restored")
+    wf.add(SAVE_LABELLED, col=5, row=0, size=(420, 400), images=paste[0], filename_prefix="simswap/restored",
+           format="png", quality=95, generator=gen[0], detector=det[0])
     wf.add("PreviewImage", col=4, row=3, size=(300, 300), title="Preview restored crops", images=restore[0])
     return wf
 
@@ -471,7 +479,8 @@ def video_frames_batch() -> Workflow:
     swap = wf.add("SimSwapSwap", col=3, row=0, images=frames[0], identity=ident[0], generator=gen[0],
                   detector=det[0], faces="all", face_index="0", order="left-right", mask="ellipse",
                   if_no_face="keep")
-    wf.add("SaveImage", col=4, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/frames")
+    wf.add(SAVE_LABELLED, col=4, row=0, size=(420, 400), images=swap[0], filename_prefix="simswap/frames",
+           format="png", quality=95, generator=gen[0], detector=det[0])
     m = wf.add("MaskToImage", col=4, row=3, mask=swap[1])
     wf.add("SaveImage", col=5, row=0, size=(420, 400), title="Save masks", images=m[0],
            filename_prefix="simswap/frames_mask")
@@ -507,7 +516,8 @@ def quick_face_swap(object_info: dict) -> Workflow:
               if k in widgets}  # the files of the other templates (the node's own defaults may differ)
     inputs: dict = {source: src[0], target: tgt[0], **models}
     quick = wf.add(QUICK_SWAP, col=1, row=0, **inputs)
-    wf.add("SaveImage", col=2, row=0, size=(420, 400), images=quick[0], filename_prefix="simswap/quick")
+    wf.add(SAVE_LABELLED, col=2, row=0, size=(420, 400), images=quick[0], filename_prefix="simswap/quick",
+           format="png", quality=95)
     m = wf.add("MaskToImage", col=2, row=3, mask=quick[1])
     wf.add("PreviewImage", col=2, row=4, size=(420, 360), title="Preview swap mask", images=m[0])
     return wf

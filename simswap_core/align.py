@@ -129,8 +129,12 @@ def templates(crop_size: int, mode: str, device: torch.device | str | None = Non
     return t.to(device=device, dtype=dtype)
 
 
-def _work_dtype(device: torch.device) -> torch.dtype:
+def work_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of the alignment geometry on ``device``: float64, float32 on MPS (no float64 there)."""
     return torch.float32 if device.type == "mps" else torch.float64
+
+
+_work_dtype = work_dtype
 
 
 def similarity_fit(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
@@ -150,12 +154,14 @@ def similarity_fit(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     return torch.cat([rot, t[..., None]], -1)
 
 
-def estimate_alignment(points: torch.Tensor, crop_size: int, mode: str) -> torch.Tensor:
+def estimate_alignment(points: torch.Tensor, crop_size: int, mode: str,
+                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Official SimSwap ``estimate_norm``, batched.
 
     points: [F,5,2] frame pixels (ArcFace order). mode "none": fit each of the 5 pose templates (x crop/112) and keep
     the one with the smallest summed Euclidean residual (first one on ties, as the official strict ``<``);
-    "ffhq": the FFHQ template (x crop/512). Returns [F,2,3] float32 frame px -> crop px.
+    "ffhq": the FFHQ template (x crop/512). Returns [F,2,3] frame px -> crop px in ``dtype`` (float32; the official
+    mode keeps the float64 fit: ``official.align_official``).
     """
     if points.ndim != 3 or points.shape[1:] != (5, 2):
         raise InputError(f"estimate_alignment: points must be [F,5,2], got {tuple(points.shape)}")
@@ -171,11 +177,11 @@ def estimate_alignment(points: torch.Tensor, crop_size: int, mode: str) -> torch
     q = tpl[None].expand(f, t, 5, 2).reshape(f * t, 5, 2)
     m = similarity_fit(p, q)                                                 # [F*T,2,3]
     if t == 1:
-        return m.reshape(f, 2, 3).float()
+        return m.reshape(f, 2, 3).to(dtype)
     mapped = p @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
     err = (mapped - q).square().sum(-1).sqrt().sum(-1).reshape(f, t)          # [F,T]
     best = err.argmin(1)                                                     # first minimum on ties
-    return m.reshape(f, t, 2, 3)[torch.arange(f, device=dev), best].float()
+    return m.reshape(f, t, 2, 3)[torch.arange(f, device=dev), best].to(dtype)
 
 
 def invert_affine(matrices: torch.Tensor) -> torch.Tensor:

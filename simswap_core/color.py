@@ -45,8 +45,11 @@ def _filtered(stats_filter: ColorFilter, ms: torch.Tensor, ss: torch.Tensor, mt:
     if not isinstance(out, ColorStats):
         raise InputError(f"match_color: stats_filter must return ColorStats, got {type(out).__name__}")
     parts = (out.source_mean, out.source_std, out.target_mean, out.target_std)
-    for name, t in zip(("source_mean", "source_std", "target_mean", "target_std"), parts):
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (f, 3) or not bool(torch.isfinite(t).all()):
+    shaped = [isinstance(t, torch.Tensor) and tuple(t.shape) == (f, 3) for t in parts]
+    finite = torch.stack([torch.isfinite(t).all().to(ms.device) for t in parts]).tolist() if all(shaped) \
+        else shaped                                                                    # one host sync
+    for name, t, ok in zip(("source_mean", "source_std", "target_mean", "target_std"), parts, finite):
+        if not ok:
             raise InputError(f"match_color: stats_filter returned a bad {name}: expected finite [{f},3], got "
                              f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
     a, b, c, d = (t.to(ms.device, ms.dtype).view(f, 3, 1, 1) for t in parts)

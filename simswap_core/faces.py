@@ -76,6 +76,22 @@ class DetectedFaces:
                              None if self.track_id is None else self.track_id.to(device),
                              None if self.interpolated is None else self.interpolated.to(device))
 
+    def cpu(self) -> DetectedFaces:
+        """These faces on the host, fetched with ONE device -> host copy (the fields packed into a float64 table),
+        e.g. for host-side bookkeeping such as ``tracking.FaceTracker``. Values and dtypes are kept exactly."""
+        f = len(self)
+        extra = [t for t in (self.track_id, self.interpolated) if t is not None]
+        cols = [self.boxes, self.points.reshape(f, 10), self.scores[:, None], self.frame_index[:, None]] + \
+            [t[:, None] for t in extra]
+        packed = torch.cat([c.to(torch.float64) for c in cols], 1).cpu()   # ONE copy (ints exact in float64)
+        boxes, points, scores, index = packed[:, :4], packed[:, 4:14], packed[:, 14], packed[:, 15]
+        rest = iter(packed[:, 16:].unbind(1))
+        track = None if self.track_id is None else next(rest).to(self.track_id.dtype)
+        filled = None if self.interpolated is None else next(rest).to(torch.bool)
+        return DetectedFaces(boxes.to(self.boxes.dtype), points.reshape(f, 5, 2).to(self.points.dtype),
+                             scores.to(self.scores.dtype), index.to(self.frame_index.dtype), list(self.frame_sizes),
+                             track, filled)
+
     def check_matches(self, frames: torch.Tensor, what: str = "faces") -> None:
         """InputError naming ``what`` unless these faces were detected on ``frames`` [N,3,H,W] (count and size)."""
         n, size = frames.shape[0], tuple(frames.shape[-2:])
@@ -93,7 +109,7 @@ class DetectedFaces:
         ok_values = torch.isfinite(self.boxes).all() & torch.isfinite(self.points).all() & \
             torch.isfinite(self.scores).all()
         ok_index = (self.frame_index >= 0).all() & (self.frame_index < self.num_frames).all()
-        ok = torch.stack([ok_values, ok_index.to(ok_values.device)]).tolist()
+        ok = torch.stack([ok_values, ok_index]).tolist()   # one device, both from the fields of these faces
         if not ok[0]:
             raise InputError(f"{what}: boxes, points or scores contain NaN/inf values; expected finite pixel "
                              f"coordinates (detect the faces again)")

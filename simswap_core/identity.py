@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import json
 import numbers
 import os
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from .checks import check_images, check_integer
 from .errors import CheckpointError, InputError, MissingModelError, NoFaceError
+from .face_quality import FaceQuality, quality_records
 from .networks.generator import IMAGENET_MEAN, IMAGENET_STD
 from .progress import StageTimer
 
@@ -40,11 +42,12 @@ __all__ = [
     "identity_embedding",
     "identity_file",
     "identity_latent",
+    "identity_quality",
     "load_identity",
     "save_identity",
 ]
 
-COMBINE_METHODS = ("mean", "median", "weighted")
+COMBINE_METHODS = ("mean", "median", "weighted", "quality")
 _FORMAT = "simswap-identity"
 _VERSION = "1"
 
@@ -122,8 +125,9 @@ def combine_identities(latents: Tensor, embeddings: Tensor, *, method: str = "me
     """Combine N source faces into one :class:`Identity`.
 
     latents ``[N,512]`` (unit norm) and embeddings ``[N,512]`` (raw) of the same faces. method: "mean",
-    "median" (element-wise) or "weighted" (``weights [N]``, non-negative, not all zero). The combined latent
-    is re-normalised to unit length; the embedding is combined the same way (not normalised).
+    "median" (element-wise), "weighted" or "quality" (both a weighted mean with ``weights [N]``, non-negative,
+    not all zero: detection scores / ``face_quality`` weights). The combined latent is re-normalised to unit
+    length; the embedding is combined the same way (not normalised).
     """
     if not isinstance(latents, Tensor) or latents.dim() != 2 or latents.shape[0] == 0 or latents.shape[1] != 512:
         raise InputError(f"latents must be [N,512] with N >= 1, got "
@@ -142,16 +146,16 @@ def combine_identities(latents: Tensor, embeddings: Tensor, *, method: str = "me
         bad = (~torch.isfinite(lat).all(1) | ~torch.isfinite(emb).all(1)).nonzero().flatten().tolist()
         raise InputError(f"latents/embeddings of source(s) {bad[:10]} contain NaN/inf values; expected finite "
                          f"ArcFace outputs")
-    if method == "weighted":
+    if method in ("weighted", "quality"):
         if weights is None:
-            raise InputError("method='weighted' needs weights [N]")
+            raise InputError(f"method={method!r} needs weights [N]")
         w = torch.as_tensor(weights, dtype=torch.float32, device=lat.device).reshape(-1)
         if w.numel() != n or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
             raise InputError(f"weights must be {n} finite non-negative numbers, not all zero; got {w.tolist()}")
         w = (w / w.sum()).view(n, 1)
         lat_c, emb_c = (lat * w).sum(0), (emb * w).sum(0)
     elif weights is not None:
-        raise InputError(f"weights are only used with method='weighted', not {method!r}")
+        raise InputError(f"weights are only used with method='weighted' or 'quality', not {method!r}")
     elif method == "median":
         lat_c, emb_c = lat.median(dim=0).values, emb.median(dim=0).values
     else:
@@ -164,6 +168,7 @@ def combine_identities(latents: Tensor, embeddings: Tensor, *, method: str = "me
 LATENT_NORM_TOLERANCE = 1e-2   # |‖latent‖ - 1|: a saved float32/float16 unit vector is well within this
 MAX_IDENTITY_FILE_BYTES = 1 << 20  # an identity file is ~4 KiB plus metadata
 MAX_NUM_SOURCES = 1_000_000
+MAX_QUALITY_RECORDS = 1000   # per-photo quality records kept in an identity's meta (~150 bytes each)
 _IDENTITY_SUFFIX = ".safetensors"
 _FORBIDDEN_NAME_CHARS = set('\\:*?"<>|\x7f')  # not portable in file names (and backslash: a Windows folder)
 
@@ -335,6 +340,7 @@ class _SourceFaces:
     image_index: Tensor   # [F] int64, which source image (over all groups)
     face_number: Tensor   # [F] int64, the face's number in its image (numbered in the selection's order)
     meta: dict[str, str]  # crop_size, align_mode
+    quality: FaceQuality  # per face: detection, size, sharpness, frontalness (face_quality.py)
 
 
 def _source_faces(arcface: nn.Module, detector: FaceDetector, images: Tensor | Sequence[Tensor], *, crop_size: int,
@@ -347,6 +353,7 @@ def _source_faces(arcface: nn.Module, detector: FaceDetector, images: Tensor | S
     from .align import MAX_CROP_SIZE, align_faces, default_mode
     from .detection.base import detector_label
     from .detection.select import FaceSelection, order_faces, select_faces
+    from .face_quality import face_quality
 
     if if_no_face not in ("error", "skip"):
         raise InputError(f"if_no_face: expected 'error' or 'skip', got {if_no_face!r}")
@@ -359,6 +366,7 @@ def _source_faces(arcface: nn.Module, detector: FaceDetector, images: Tensor | S
     timer = timer or StageTimer()
     groups = [images] if isinstance(images, Tensor) else list(images)
     crops, scores, image_index, numbers, found, total = [], [], [], [], [], 0
+    qualities: list[FaceQuality] = []
     missing_listed: list[str] = []
     for g in groups:
         g = check_images(g, f"{what} images", allow_single=True).to(device, torch.float32)
@@ -370,6 +378,7 @@ def _source_faces(arcface: nn.Module, detector: FaceDetector, images: Tensor | S
         if len(chosen):
             with timer.stage("align"):
                 crops.append(align_faces(g, chosen, crop_size, align_mode).crops)
+            qualities.append(face_quality(crops[-1], chosen.points, chosen.boxes, chosen.scores, crop_size))
             scores.append(chosen.scores)
             image_index.append(chosen.frame_index + total)
             numbers.append(rank[keep])
@@ -397,7 +406,8 @@ def _source_faces(arcface: nn.Module, detector: FaceDetector, images: Tensor | S
                           f"from 0; see the Detect Faces preview); list only faces every source photo has, or "
                           "pass if_no_face='skip'")
     out = _SourceFaces(torch.cat(crops), torch.cat(scores), torch.cat(image_index), torch.cat(numbers),
-                       {"crop_size": str(crop_size), "align_mode": align_mode or default_mode(crop_size)})
+                       {"crop_size": str(crop_size), "align_mode": align_mode or default_mode(crop_size)},
+                       FaceQuality.cat(qualities))
     if each:  # image order, then the listed order (index) or the numbering order: identity k = k-th listed face
         if selection.how == "index":
             listed = torch.tensor(selection.indices, device=out.face_number.device)
@@ -407,7 +417,7 @@ def _source_faces(arcface: nn.Module, detector: FaceDetector, images: Tensor | S
         by_pos = torch.argsort(pos, stable=True)
         order = by_pos[torch.argsort(out.image_index[by_pos], stable=True)]
         out = _SourceFaces(out.crops[order], out.scores[order], out.image_index[order], out.face_number[order],
-                           out.meta)
+                           out.meta, out.quality.select(order))
     return out
 
 
@@ -420,8 +430,11 @@ def extract_identity(arcface: nn.Module, detector: FaceDetector, images: Tensor 
     ``crop_size`` (224 pose templates / 512 FFHQ, or ``align_mode``), ArcFace, combine.
 
     images: [N,3,H,W] RGB [0,1], or a list of [1,3,H,W]/[3,H,W] of different sizes. select: which face of
-    each image ("largest", "best", "index:N", "all" = every face counts). combine: "mean", "median" or
-    "weighted" (weights = detection scores); for one identity PER face use :func:`extract_identities`.
+    each image ("largest", "best", "index:N", "all" = every face counts). combine: "mean", "median",
+    "weighted" (weights = detection scores) or "quality" (weights = ``face_quality``: detection score x face
+    size x sharpness x frontalness); for one identity PER face use :func:`extract_identities`. Every source
+    face's quality and weight are kept in ``meta["quality"]`` (JSON; :func:`identity_quality`, saved and loaded
+    with the identity) so a user can see and drop poor photos.
     if_no_face: "error" raises NoFaceError naming the images without a face; "skip" ignores them (an error is
     still raised if no image has a face). device: where the work runs (default: the encoder's). The identity's
     meta records ``crop_size`` and ``align_mode`` (what :func:`blend_identities` checks).
@@ -429,16 +442,23 @@ def extract_identity(arcface: nn.Module, detector: FaceDetector, images: Tensor 
     if combine == "each":
         raise InputError("combine='each' gives one identity per face: use extract_identities")
     if combine not in COMBINE_METHODS:
-        raise InputError(f"combine: expected 'mean', 'median' or 'weighted', got {combine!r}")
+        raise InputError(f"combine: expected 'mean', 'median', 'weighted' or 'quality', got {combine!r}")
     timer = timer or StageTimer()
     src = _source_faces(arcface, detector, images, crop_size=crop_size, align_mode=align_mode, select=select,
                         if_no_face=if_no_face, device=device, timer=timer, what="extract_identity")
     with timer.stage("identity"):
         emb = raw_embeddings(arcface, src.crops)
         latents = F.normalize(emb, p=2, dim=1, eps=1e-12)
-        weights = src.scores if combine == "weighted" else None
+        weights = {"weighted": src.scores, "quality": src.quality.weights()}.get(combine)
         identity = combine_identities(latents, emb, method=combine, weights=weights)
+    shown = weights / weights.sum() if weights is not None else \
+        (torch.full_like(src.scores, 1.0 / len(src.scores)) if combine == "mean" else None)
     identity.meta.update(src.meta)
+    records = quality_records(src.quality, src.image_index, src.face_number, shown)
+    if len(records) > MAX_QUALITY_RECORDS:  # keeps the identity file small; the note says so
+        identity.meta["quality_note"] = f"quality of the first {MAX_QUALITY_RECORDS} of {len(records)} faces kept"
+        records = records[:MAX_QUALITY_RECORDS]
+    identity.meta["quality"] = json.dumps(records, separators=(",", ":"))
     return identity
 
 
@@ -467,10 +487,27 @@ def extract_identities(arcface: nn.Module, detector: FaceDetector, images: Tenso
         raise InputError(f"extract_identities: the ArcFace embeddings of source face(s) {bad[:10]} are not "
                          f"finite or are zero; check the ArcFace model")
     images_idx, numbers = src.image_index.tolist(), src.face_number.tolist()
+    records = quality_records(src.quality, src.image_index, src.face_number, torch.ones_like(src.scores))
     return [Identity(latents[i].clone(), emb[i].clone(), 1,
                      {"combine": "each", "source_image": str(images_idx[i]), "source_face": str(numbers[i]),
-                      **src.meta})
+                      **src.meta, "quality": json.dumps([records[i]], separators=(",", ":"))})
             for i in range(latents.shape[0])]
+
+
+def identity_quality(identity: Identity) -> list[dict]:
+    """The per-photo quality records an identity was built from (``meta["quality"]``: image, face, quality and
+    its parts detection / size / sharpness / frontal, weight), [] when it has none (older or blended files)."""
+    text = identity.meta.get("quality")
+    if not text:
+        return []
+    try:
+        records = json.loads(text)
+    except ValueError:
+        raise InputError(f"identity meta 'quality' is not JSON ({text[:80]!r}); expected a list of records") \
+            from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "quality" in r for r in records):
+        raise InputError("identity meta 'quality': expected a list of per-photo records with a 'quality' field")
+    return records
 
 
 def identity_list(value: object, what: str = "identity") -> list[Identity]:

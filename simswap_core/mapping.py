@@ -222,6 +222,7 @@ def assign_faces(faces: DetectedFaces, identity_map: IdentityMap, *, distances: 
     # per-stream memory: frames in time order, each seeing what the earlier frames decided
     slots = torch.full((f,), -1, dtype=torch.int64, device=dev)
     counts = faces.counts()
+    all_ids = tracks.tolist()                         # the faces' track ids, fetched once for the whole call
     start = 0
     tracked_kinds = torch.tensor([e.by != "track" for e in identity_map.entries], device=dev)
     for i, c in enumerate(counts):
@@ -229,14 +230,17 @@ def assign_faces(faces: DetectedFaces, identity_map: IdentityMap, *, distances: 
             continue
         sl = slice(start, start + c)
         start += c
-        frame = faces.frames(i, i + 1)
-        ids = tracks[sl].tolist()
+        frame = DetectedFaces(faces.boxes[sl], faces.points[sl], faces.scores[sl],           # faces are in frame
+                              torch.zeros(c, dtype=torch.int64, device=dev), [faces.frame_sizes[i]],  # order: a
+                              tracks[sl], None if faces.interpolated is None else faces.interpolated[sl])  # slice
+        ids = all_ids[sl]
         sticky = torch.tensor([track_slots.get(t, -1) if t >= 0 else -1 for t in ids], dtype=torch.int64,
                               device=dev)
         got = _assign(frame, identity_map, distances[sl], refs, sticky)
         slots[sl] = got
         remember = (got >= 0) & tracked_kinds[got.clamp(min=0)]
-        for t, s, r, old in zip(ids, got.tolist(), remember.tolist(), sticky.tolist()):
+        got_, remember_, sticky_ = torch.stack([got, remember.long(), sticky]).tolist()    # one host copy
+        for t, s, r, old in zip(ids, got_, remember_, sticky_):
             if t < 0:
                 continue
             if r:
@@ -263,7 +267,9 @@ def _assign(faces: DetectedFaces, identity_map: IdentityMap, distances: torch.Te
         nonlocal slots, held
         mask = mask & (slots < 0)
         slots = torch.where(mask, slot, slots)
-        held[fi[mask], slot[mask]] = True
+        given = torch.zeros(held.shape, dtype=torch.int64, device=dev).index_put_(
+            (fi, slot.clamp(min=0)), mask.long(), accumulate=True)       # a scatter: no host sync
+        held = held | (given > 0)
 
     # 1. track entries
     tracks = faces.track_id.to(dev) if faces.track_id is not None else None
@@ -278,20 +284,20 @@ def _assign(faces: DetectedFaces, identity_map: IdentityMap, distances: torch.Te
         col[torch.tensor(refs, device=dev)] = torch.arange(len(refs), device=dev)
     thr = torch.tensor([e.threshold for e in entries], device=dev)
     has = sticky >= 0
-    if has.any():
-        s = sticky.clamp(min=0)
-        c = col[s]
-        is_ref = has & (c >= 0)
-        if refs and is_ref.any():
-            valid = distances < thr[torch.tensor(refs, device=dev)][None]
-            d = torch.where(valid, distances, torch.full_like(distances, math.inf))
-            best = torch.full((n, len(refs)), math.inf, device=dev).scatter_reduce(
-                0, fi[:, None].expand(-1, len(refs)), d, "amin")                    # [N,R] best valid match
-            own = distances.gather(1, c.clamp(min=0)[:, None])[:, 0]
-            beaten = is_ref & (best[fi, c.clamp(min=0)] < own)
-            has = has & ~beaten
-        # one face per slot and frame: the first face of the frame whose track holds it
-        give(has & ~held[fi, s] & _first_per_key(fi * k_total + s, has), s)
+    # computed even when no face has a sticky slot (an all-False mask gives nothing): no host sync
+    s = sticky.clamp(min=0)
+    c = col[s]
+    is_ref = has & (c >= 0)
+    if refs:
+        valid = distances < thr[torch.tensor(refs, device=dev)][None]
+        d = torch.where(valid, distances, torch.full_like(distances, math.inf))
+        best = torch.full((n, len(refs)), math.inf, device=dev).scatter_reduce(
+            0, fi[:, None].expand(-1, len(refs)), d, "amin")                    # [N,R] best valid match
+        own = distances.gather(1, c.clamp(min=0)[:, None])[:, 0]
+        beaten = is_ref & (best[fi, c.clamp(min=0)] < own)
+        has = has & ~beaten
+    # one face per slot and frame: the first face of the frame whose track holds it
+    give(has & ~held[fi, s] & _first_per_key(fi * k_total + s, has, n * k_total), s)
     # 3. reference matching, closest pairs first
     if refs:
         ref_slots = torch.tensor(refs, device=dev)
@@ -319,11 +325,12 @@ def _assign(faces: DetectedFaces, identity_map: IdentityMap, distances: torch.Te
     return slots
 
 
-def _first_per_key(key: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """[F] bool: among the ``valid`` faces, the first one of each key value (e.g. frame * K + slot)."""
+def _first_per_key(key: torch.Tensor, valid: torch.Tensor, size: int) -> torch.Tensor:
+    """[F] bool: among the ``valid`` faces, the first one of each key value (e.g. frame * K + slot) in 0..size-1
+    (``size`` known on the host: no device sync for the table)."""
     f = key.shape[0]
     pos = torch.arange(f, device=key.device)
     k = torch.where(valid, key, torch.zeros_like(key))
-    first = torch.full((int(k.max()) + 1 if f else 1,), f, dtype=torch.int64, device=key.device).scatter_reduce(
+    first = torch.full((max(size, 1),), f, dtype=torch.int64, device=key.device).scatter_reduce(
         0, k, torch.where(valid, pos, torch.full_like(pos, f)), "amin")
     return valid & (pos == first[k])

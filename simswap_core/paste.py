@@ -13,8 +13,8 @@ the ROIs differ in size and position, and an in-place slice update is cheaper th
 the ordered product of (1 - mask) terms.
 
 Modes:
-- "official": ``reverse2wholeimage`` of SimSwap (see ``_official_content``/``_official_masks``), with absolute
-  pixel constants (erode 40x40, GaussianBlur 41 / sigma 6.5, reflect-101 border). The official output is cast
+- "official": ``reverse2wholeimage`` of SimSwap, reproduced exactly by ``official.paste_official`` (OpenCV 4.x
+  fixed-point warps, float64 blend on 0..255, absolute 40/41-pixel mask constants). The official output is cast
   to uint8 with truncation; here the result stays float in [0,1] unless ``uint8_truncate=True``.
 - "default": the crop-space mask (``crop_masks``, e.g. from ``build_crop_masks``) times a seam ramp at the crop
   border (``erode`` and ``feather`` as fractions of the crop size, hence proportional to the face size in the
@@ -25,44 +25,47 @@ Modes:
 """
 from __future__ import annotations
 
-import math
-
-import kornia
 import torch
 import torch.nn.functional as F
 
-from .align import AlignedFaces, invert_affine, sample_grid
+from .align import AlignedFaces, invert_affine, sample_grid, work_dtype
 from .checks import check_images, check_masks, check_number
 from .color import ColorFilter, match_color
 from .errors import InputError
 from .masks.edges import crop_border_mask
+from .official import paste_official
 
 PASTE_MODES = ("default", "official")
-OFFICIAL_ERODE = 40          # cv2.erode(np.ones((40,40))), anchor at (20,20)
-OFFICIAL_BLUR = 41           # cv2.GaussianBlur((41,41), 0) -> sigma = 0.3*((41-1)*0.5-1)+0.8 = 6.5
-OFFICIAL_SIGMA = 0.3 * ((OFFICIAL_BLUR - 1) * 0.5 - 1) + 0.8
 
 
-def _rois(aligned: AlignedFaces, margin: int) -> list[tuple[int, int, int, int] | None]:
-    """Per face (x0, y0, x1, y1) frame pixel box of its warped crop plus ``margin``, clipped; None if empty.
+def _rois(aligned: AlignedFaces, margin: int) -> tuple[list[tuple[int, int, int, int] | None], list[int]]:
+    """(per face (x0, y0, x1, y1) frame pixel box of its warped crop plus ``margin``, clipped, or None if empty;
+    per face its frame index), as Python ints.
 
-    One small device -> host copy of the [F,2,3] inverse matrices (the slice bounds must be Python ints).
+    The boxes are computed on the device and fetched with ONE device -> host copy for all faces (the slice bounds
+    must be Python ints): the number of host syncs does not depend on the number of faces.
     """
     s = aligned.crop_size
-    inv = invert_affine(aligned.matrices.double()).cpu()
-    c = torch.tensor([[-1.0, -1.0], [s, -1.0], [-1.0, s], [s, s]], dtype=torch.float64)   # beyond the crop corners
+    mats = aligned.matrices
+    inv = invert_affine(mats.to(work_dtype(mats.device)))
+    c = torch.tensor([[-1.0, -1.0], [s, -1.0], [-1.0, s], [s, s]], dtype=inv.dtype, device=inv.device)
     pts = c[None] @ inv[:, :, :2].transpose(1, 2) + inv[:, None, :, 2]                   # [F,4,2] frame px
     lo = pts.amin(1).floor() - margin
     hi = pts.amax(1).ceil() + margin + 1
-    out = []
-    for f, fi in enumerate(aligned.frame_index.tolist()):
-        h, w = aligned.frame_sizes[fi]
-        if not (torch.isfinite(lo[f]).all() and torch.isfinite(hi[f]).all()):
+    finite = torch.isfinite(lo).all(1) & torch.isfinite(hi).all(1)
+    table = torch.cat([torch.where(finite[:, None], lo, 0), torch.where(finite[:, None], hi, 0), finite[:, None],
+                       aligned.frame_index.to(inv.device, inv.dtype)[:, None]], 1).tolist()     # [F,6] at once
+    out: list[tuple[int, int, int, int] | None] = []
+    fidx = []
+    for f, (lx, ly, hx, hy, ok, fi) in enumerate(table):
+        if not ok:
             raise InputError(f"paste_faces: face {f} has a singular alignment matrix")
-        x0, y0 = max(int(lo[f, 0]), 0), max(int(lo[f, 1]), 0)
-        x1, y1 = min(int(hi[f, 0]), w), min(int(hi[f, 1]), h)
+        fidx.append(int(fi))
+        h, w = aligned.frame_sizes[int(fi)]
+        x0, y0 = max(int(lx), 0), max(int(ly), 0)
+        x1, y1 = min(int(hx), w), min(int(hy), h)
         out.append((x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None)
-    return out
+    return out, fidx
 
 
 def _groups(rois) -> list[list[int]]:
@@ -106,32 +109,6 @@ def _render(content: torch.Tensor, aligned: AlignedFaces, rois, groups, fidx: li
         for k, i in enumerate(g):
             out[i] = (warped[k], origins[k])
     return out
-
-
-def _official_content(faces: torch.Tensor, aligned: AlignedFaces, crop_masks: torch.Tensor | None) -> torch.Tensor:
-    """In-crop composition of the official code: swapped*m + target*(1-m) with the crop masks m (with parsing:
-    ``masks.official_parsing_crop_masks``, SoftErosion of the parsing mask); without masks the swapped crop."""
-    if crop_masks is None:
-        return faces
-    return faces * crop_masks + aligned.crops.to(faces.device) * (1 - crop_masks)
-
-
-def _official_masks(white: torch.Tensor) -> torch.Tensor:
-    """[G,1,h,w] warped all-ones crop (in [0,1]) -> the official frame mask in [0,1].
-
-    values*255 > 20 -> 255 (the others are kept), erode 40x40 all-ones (anchor 20: offsets -20..+19; outside the
-    frame is neutral, as cv2's default erode border), GaussianBlur 41x41 sigma 6.5 with BORDER_REFLECT_101, /255.
-    The canvas lies inside the frame and has >= 24 px of zeros on sides that are not frame edges, so padding the
-    canvas exactly reproduces full-frame processing.
-    """
-    m = torch.where(white * 255.0 > 20.0, torch.ones_like(white), white)
-    a = OFFICIAL_ERODE // 2
-    x = F.pad(-m, (0, 0, a, OFFICIAL_ERODE - 1 - a), value=-math.inf)
-    x = F.max_pool2d(x, (OFFICIAL_ERODE, 1), stride=1)
-    x = F.pad(x, (a, OFFICIAL_ERODE - 1 - a, 0, 0), value=-math.inf)
-    m = -F.max_pool2d(x, (1, OFFICIAL_ERODE), stride=1)
-    return kornia.filters.gaussian_blur2d(m, (OFFICIAL_BLUR, OFFICIAL_BLUR), (OFFICIAL_SIGMA, OFFICIAL_SIGMA),
-                                          border_type="reflect")
 
 
 def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces,
@@ -188,34 +165,21 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
     crops = aligned.crops.to(dev, torch.float32)
     cm = None if crop_masks is None else crop_masks.to(dev, torch.float32)
 
-    if mode == "official":
-        if min(h, w) <= OFFICIAL_BLUR // 2:
-            raise InputError(f"paste_faces: official mode needs frames of at least {OFFICIAL_BLUR // 2 + 1} px, "
-                             f"got {(h, w)}")
-        if color_match:
-            faces = match_color(faces, crops, cm, stats_filter=color_filter)
-        comp = _official_content(faces, aligned, cm)
-        content = torch.cat([comp, torch.ones_like(comp[:, :1])], 1)
-        rois = _rois(aligned, OFFICIAL_BLUR // 2 + 4)
-    else:
-        border = crop_border_mask(s, erode, feather, dev)
-        alpha = border if cm is None else cm * border
-        alpha = alpha.expand(nf, 1, s, s)
-        if color_match:
-            faces = match_color(faces, crops, alpha, stats_filter=color_filter)
-        d = float(detail)
-        content = torch.cat([faces - d * crops, alpha], 1)
-        rois = _rois(aligned, 1)
+    if mode == "official":                    # SimSwap's reverse2wholeimage, OpenCV 4.x-exact: official.py
+        out, union = paste_official(frames, faces, aligned, cm, color_match=color_match, color_filter=color_filter,
+                                    truncate=uint8_truncate)
+        return apply_protect(frames, out, union, protect) if protect is not None else (out, union)
+    border = crop_border_mask(s, erode, feather, dev)
+    alpha = border if cm is None else cm * border
+    alpha = alpha.expand(nf, 1, s, s)
+    if color_match:
+        faces = match_color(faces, crops, alpha, stats_filter=color_filter)
+    d = float(detail)
+    content = torch.cat([faces - d * crops, alpha], 1)
+    rois, fidx = _rois(aligned, 1)
 
     groups = _groups(rois)
-    fidx = aligned.frame_index.tolist()
     rendered = _render(content, aligned, rois, groups, fidx)
-    if mode == "official":
-        for g in groups:
-            stack = torch.stack([rendered[i][0][3:4] for i in g])
-            masks = _official_masks(stack)
-            for k, i in enumerate(g):
-                rendered[i] = (torch.cat([rendered[i][0][:3], masks[k]]), rendered[i][1])
 
     for i in range(nf):                       # sequential compositing: cheap slice blends (see module docstring)
         if i not in rendered:
@@ -225,17 +189,12 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
         fi = fidx[i]
         cur = out[fi, :, y0:y0 + hr, x0:x0 + wr]
         m = t[3:4]
-        if mode == "official":
-            blended = m * t[:3] + (1 - m) * cur
-        else:
-            face = (d * frames[fi, :, y0:y0 + hr, x0:x0 + wr] + t[:3]).clamp(0, 1)
-            blended = cur + m * (face - cur)
+        face = (d * frames[fi, :, y0:y0 + hr, x0:x0 + wr] + t[:3]).clamp(0, 1)
+        blended = cur + m * (face - cur)
         inside = m > 0
         out[fi, :, y0:y0 + hr, x0:x0 + wr] = torch.where(inside, blended, cur)
         u = union[fi, :, y0:y0 + hr, x0:x0 + wr]
         union[fi, :, y0:y0 + hr, x0:x0 + wr] = torch.where(inside, u + m * (1 - u), u)
-    if mode == "official" and uint8_truncate:
-        out = torch.where(union > 0, torch.floor(out * 255.0 + 1e-3) / 255.0, out)
     if protect is not None:
         out, union = apply_protect(frames, out, union, protect)
     return out, union

@@ -11,8 +11,9 @@ Two callbacks, both optional in ``FaceSwapper.swap``:
 from __future__ import annotations
 
 import bisect
+import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -80,17 +81,18 @@ def frames_done(ends: list[int], faces_done: int) -> float:
     return whole + (faces_done - begin) / size if size > 0 else float(whole)
 
 
-def frame_progress(progress: ProgressFn | None, start: int, total: int, per_frame: torch.Tensor,
+def frame_progress(progress: ProgressFn | None, start: int, total: int, per_frame: torch.Tensor | Sequence[int],
                    on_step: StepFn | None = None) -> Callable[[int], None] | None:
     """An ``after_batch(faces_done)`` callback for the generator loop of the chunk starting at frame ``start``.
 
     progress(done, total) gets the whole frames whose faces have all been generated (frame by frame); on_step(done,
     total) is called after every generator call with the fractional count (so a single photo's bar advances face
     by face and a cancel raised there is seen between generator calls). per_frame: [m] selected faces per frame
-    of the chunk."""
+    of the chunk (host ints, or a tensor: then one host sync)."""
     if progress is None and on_step is None:
         return None
-    ends = torch.cumsum(per_frame, 0).tolist()  # faces generated when each frame's last face is done
+    counts = per_frame.tolist() if isinstance(per_frame, torch.Tensor) else [int(c) for c in per_frame]
+    ends = list(itertools.accumulate(counts))  # faces generated when each frame's last face is done
 
     def after_batch(faces_done: int) -> None:
         done = frames_done(ends, faces_done)

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from .align import MAX_CROP_SIZE, AlignedFaces, align_faces
+from .accel import PRECISIONS as PRECISIONS  # re-exported: the generator precisions (see accel.py)
+from .accel import GeneratorAccelerator, autocast, check_precision, face_batch_from_memory
+from .align import MAX_CROP_SIZE, AlignedFaces, align_faces, default_mode
 from .checks import check_images, check_integer, check_number
 from .detection.base import FaceDetector, detector_label
 from .detection.select import FaceSelection, assign_identities, select_faces
@@ -43,13 +44,14 @@ from .identity import (
 from .io.frames import frame_ranges
 from .mapping import IdentityMap, assign_faces, check_identity_map, reference_distances
 from .masks import MASKERS, OFFICIAL_REGIONS, MaskSpec, build_crop_masks, official_parsing_crop_masks
+from .official import align_official
 from .paste import PASTE_MODES, check_protect, paste_faces
+from .pixel_boost import check_pixel_boost, split_phases, stitch_phases
 from .progress import ProgressFn, StageTimer, StepFn, frame_progress, increasing
 
 if TYPE_CHECKING:
     from .temporal import TemporalState
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 GENDERS = ("any", "female", "male")  # GenderAgeEstimator codes: 0 = female, 1 = male
 
 
@@ -84,22 +86,22 @@ def restore_blend(swapped: torch.Tensor, restorer: Restorer, visibility: float) 
     return restored if visibility >= 1 else torch.lerp(swapped, restored, float(visibility))
 
 
-def run_generator(generator: torch.nn.Module, crops: torch.Tensor, latents: torch.Tensor, *,
-                  batch_size: int, precision: str = "fp32",
+def run_generator(generator: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], crops: torch.Tensor,
+                  latents: torch.Tensor, *, batch_size: int, precision: str = "fp32",
                   after_batch: Callable[[int], None] | None = None,
                   post: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """G over faces in batches: crops [F,3,S,S] RGB [0,1], latents [F,512] unit-norm -> [F,3,S,S] float32 [0,1].
 
-    post(swapped batch) -> batch is applied to each generator output (e.g. face restoration), so a cancel is
-    still seen after every call. after_batch(faces_done) is called after each generator call (progress,
-    cancellation)."""
+    generator: the module, or an ``accel.GeneratorAccelerator`` (compiled / CUDA graphs). precision: "fp32",
+    "bf16" or "fp16" autocast around each call (``accel.autocast``). post(swapped batch) -> batch is applied to
+    each generator output (e.g. face restoration), so a cancel is still seen after every call.
+    after_batch(faces_done) is called after each generator call (progress, cancellation). No host sync here."""
     out = torch.empty(crops.shape, dtype=torch.float32, device=crops.device)  # NCHW whatever the input format
-    dtype = PRECISIONS[precision]
-    ctx = torch.autocast(device_type=crops.device.type, dtype=dtype) if dtype is not None else nullcontext()
+    ctx = autocast(crops.device, precision)
     for i in range(0, crops.shape[0], batch_size):
         with ctx:
             y = generator(crops[i:i + batch_size], latents[i:i + batch_size])
-        y = y.float()
+        y = y.float()  # a graph replay's output is copied into `out` before the next call
         out[i:i + batch_size] = y if post is None else post(y.contiguous())
         if after_batch is not None:
             after_batch(min(i + batch_size, crops.shape[0]))
@@ -129,6 +131,7 @@ class SwapOptions:
     identity_map: IdentityMap | None = None
     temporal: TemporalState | None = None
     track_slots: dict[int, int] | None = None  # the identity map's per-stream memory (temporal's, or this call's)
+    pixel_boost: int = 1  # faces aligned at pixel_boost x the generator's size, swapped phase by phase
 
     @property
     def official_parsing(self) -> bool:
@@ -144,6 +147,8 @@ class ChosenFaces:
     aligned: the selected faces' aligned crops when the choice already needed them (reference matching), else None.
     slots: [F] int64, which identity of the swap's list each selected face gets (None = identity 0 for all).
     reasons: {frame of the batch: why no face was selected there} for the frames left without a face.
+    counts: selected faces per frame of the batch as Python ints (read once, with one host sync, by ``choose``;
+    None = count them from ``faces`` when asked).
     """
 
     faces: DetectedFaces
@@ -151,10 +156,19 @@ class ChosenFaces:
     aligned: AlignedFaces | None = None
     slots: torch.Tensor | None = None
     reasons: dict[int, str] = field(default_factory=dict)
+    counts: list[int] | None = None
 
-    def per_frame(self) -> torch.Tensor:
-        """[B] selected faces per frame of the batch."""
-        return torch.bincount(self.faces.frame_index, minlength=self.faces.num_frames)
+    def per_frame(self) -> list[int]:
+        """Selected faces per frame of the batch (Python ints; one host sync the first time, then kept)."""
+        if self.counts is None:
+            self.counts = faces_per_frame(self.faces.frame_index, self.faces.num_frames).tolist()
+        return self.counts
+
+
+def faces_per_frame(frame_index: torch.Tensor, frames: int) -> torch.Tensor:
+    """[N] int64 faces per frame from frame_index [F] (on its device; a scatter, no host sync unlike bincount)."""
+    return torch.zeros(frames, dtype=torch.int64, device=frame_index.device).scatter_add_(
+        0, frame_index.long(), torch.ones_like(frame_index, dtype=torch.int64))
 
 
 class FramesWithoutFaceError(NoFaceError):
@@ -245,7 +259,7 @@ class SwapResult:
         return SwapResult(
             images=torch.cat([p.images for p in parts]), mask=torch.cat([p.mask for p in parts]),
             faces=DetectedFaces.concat([p.faces for p in parts]),
-            aligned=AlignedFaces.concat([p.aligned for p in parts]),
+            aligned=type(parts[0].aligned).concat([p.aligned for p in parts]),   # official: keeps float64 matrices
             swapped=torch.cat([p.swapped for p in parts]),
             detected=DetectedFaces.concat([d for d in detected if d is not None])
             if all(d is not None for d in detected) else None,
@@ -272,14 +286,21 @@ class FaceSwapper:
     channels_last: feed the generator channels_last crops (the convolutions then run channels_last; the module
     itself is not changed); None = on a GPU, or with bf16/fp16 (bf16 on this AVX-512 CPU: 1.15x), off for fp32
     on the CPU (no gain there; outputs differ from NCHW by < 1e-5).
+    compile: ``torch.compile`` the generator (a failed compilation falls back to eager with a warning).
+    cuda_graphs: replay the generator from CUDA graphs captured per batch bucket (CUDA only; elsewhere not used,
+    and ``acceleration()`` says so). See accel.py; bench/bench_precision.py reports the accuracy drift of each
+    mode. face_batch_size=None in ``swap`` on CUDA: chosen from free memory and a measured per-face footprint.
     """
 
     def __init__(self, generator: torch.nn.Module, arcface: torch.nn.Module | None, detector: FaceDetector, *,
                  parser: torch.nn.Module | None = None, sam: torch.nn.Module | None = None,
                  device: torch.device | str | None = None, crop_size: int | None = None,
-                 align_mode: str | None = None, precision: str = "fp32", channels_last: bool | None = None):
-        if precision not in PRECISIONS:
-            raise InputError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+                 align_mode: str | None = None, precision: str = "fp32", channels_last: bool | None = None,
+                 compile: bool = False, cuda_graphs: bool = False):
+        check_precision(precision)
+        for name, flag in (("compile", compile), ("cuda_graphs", cuda_graphs)):
+            if not isinstance(flag, bool):
+                raise InputError(f"{name}: expected True or False, got {flag!r}")
         if device is None:
             p = next(generator.parameters(), None)
             device = p.device if p is not None else torch.device("cpu")
@@ -297,6 +318,30 @@ class FaceSwapper:
         self.align_mode = align_mode
         self.precision = precision
         self.timer = StageTimer(False, self.device)
+        self.accelerator = GeneratorAccelerator(self.generator, self.device, compile=compile,
+                                                cuda_graphs=cuda_graphs) if compile or cuda_graphs else None
+        self._auto_face_batch: dict[int, tuple[int, str]] = {}  # crop size -> (faces per call, why)
+
+    def acceleration(self) -> str:
+        """How the generator runs, for a person: 'bf16 autocast, channels_last, torch.compile, CUDA graphs, face
+        batch 32 (free memory ...)' and any fallback ('torch.compile failed (...); the generator runs uncompiled')."""
+        parts = [f"{self.precision} autocast" if self.precision != "fp32" else "fp32"]
+        if self.channels_last:
+            parts.append("channels_last")
+        if self.accelerator is not None:
+            parts.append(self.accelerator.describe())
+        parts += [why for _b, why in self._auto_face_batch.values()]
+        return ", ".join(parts)
+
+    def auto_face_batch_size(self) -> int:
+        """Faces per generator call when ``swap(face_batch_size=None)``: 1 on the CPU (a larger batch is slower
+        per face there); on CUDA from free memory and the measured per-face footprint (once per crop size)."""
+        if self.device.type != "cuda":
+            return 1
+        if self.crop_size not in self._auto_face_batch:
+            self._auto_face_batch[self.crop_size] = face_batch_from_memory(
+                self.generator, self.crop_size, self.device, self.precision, channels_last=self.channels_last)
+        return self._auto_face_batch[self.crop_size][0]
 
     # -- stages ---------------------------------------------------------------------------------------------
     def detect(self, frames: torch.Tensor) -> DetectedFaces:
@@ -325,7 +370,8 @@ class FaceSwapper:
         aligned_all = dist = None
         if opts.selection.how == "reference" and len(candidates):
             assert opts.reference is not None and self.arcface is not None, "checked by _options"
-            aligned_all = self.align(frames, candidates)
+            aligned_all = self.align(frames, candidates, official=opts.paste_mode == "official",
+                                     boost=opts.pixel_boost)
             with self.timer.stage("identity"):
                 dist = reference_distance(self.arcface, aligned_all.crops, opts.reference)
         keep = select_faces(candidates, opts.selection, reference_distance=dist)
@@ -333,11 +379,11 @@ class FaceSwapper:
         order = keep[torch.argsort(candidates.frame_index[keep], stable=True)]     # frame order, like select()
         chosen = candidates.select(keep)
         slots = assign_identities(candidates, opts.selection, order, max(len(opts.identities), 1))
-        per_frame = torch.bincount(chosen.frame_index, minlength=chosen.num_frames)
-        empty = (per_frame == 0).nonzero().flatten().tolist()
+        counts = faces_per_frame(chosen.frame_index, chosen.num_frames).tolist()     # the chunk's one count sync
+        empty = [i for i, c in enumerate(counts) if c == 0]
         reasons = self._reasons(empty, detected, candidates, dist, opts) if empty else {}
         return ChosenFaces(chosen, detected, None if aligned_all is None else aligned_all.select(order), slots,
-                           reasons)
+                           reasons, counts)
 
     def _choose_mapped(self, frames: torch.Tensor, detected: DetectedFaces, candidates: DetectedFaces,
                        opts: SwapOptions) -> ChosenFaces:
@@ -351,17 +397,18 @@ class FaceSwapper:
         aligned_all = dist = None
         if imap.needs_arcface and len(candidates):
             assert self.arcface is not None, "checked by _options"
-            aligned_all = self.align(frames, candidates)
+            aligned_all = self.align(frames, candidates, official=opts.paste_mode == "official",
+                                     boost=opts.pixel_boost)
             with self.timer.stage("identity"):
                 dist = reference_distances(raw_embeddings(self.arcface, aligned_all.crops), imap)
         keep, slots = assign_faces(candidates, imap, distances=dist, track_slots=opts.track_slots)
         idx = keep.nonzero().flatten()          # candidates are in frame order, so idx is too
         chosen = candidates.select(idx)
-        per_frame = torch.bincount(chosen.frame_index, minlength=chosen.num_frames)
-        empty = (per_frame == 0).nonzero().flatten().tolist()
+        counts = faces_per_frame(chosen.frame_index, chosen.num_frames).tolist()     # the chunk's one count sync
+        empty = [i for i, c in enumerate(counts) if c == 0]
         reasons = self._map_reasons(empty, detected, candidates, dist, opts) if empty else {}
         return ChosenFaces(chosen, detected, None if aligned_all is None else aligned_all.select(idx), slots[idx],
-                           reasons)
+                           reasons, counts)
 
     def _map_reasons(self, frames: list[int], detected: DetectedFaces, candidates: DetectedFaces,
                      dist: torch.Tensor | None, opts: SwapOptions) -> dict[int, str]:
@@ -431,14 +478,23 @@ class FaceSwapper:
         """Steadied landmarks of tracked faces (``opts.smoothing``); the crops must then follow the new points."""
         if opts.smoothing is None or not getattr(opts.smoothing, "enabled", True):
             return chosen
-        return ChosenFaces(opts.smoothing(chosen.faces), chosen.detected, None, chosen.slots, chosen.reasons)
+        return ChosenFaces(opts.smoothing(chosen.faces), chosen.detected, None, chosen.slots, chosen.reasons,
+                           chosen.counts)
 
-    def align(self, frames: torch.Tensor, faces: DetectedFaces) -> AlignedFaces:
-        """Aligned crops [F,3,S,S] of ``faces`` at this swapper's crop size and template."""
+    def align(self, frames: torch.Tensor, faces: DetectedFaces, official: bool = False, boost: int = 1
+              ) -> AlignedFaces:
+        """Aligned crops [F,3,S,S] of ``faces`` at this swapper's crop size and template; ``official``: SimSwap's
+        own crops (float64 matrices, OpenCV 4.x warp of the 8-bit frames, uint8 crops; ``official.align_official``).
+        boost: pixel boost k, crops of k*S pixels with the template of the generator's own size S."""
+        if official:
+            with self.timer.stage("align"):
+                return align_official(frames, faces, self.crop_size, self.align_mode)
+        size = self.crop_size * boost
+        mode = self.align_mode if self.align_mode is not None or boost == 1 else default_mode(self.crop_size)
         if not len(faces):
-            return AlignedFaces.empty(faces.frame_sizes, self.crop_size, self.align_mode, frames.device)
+            return AlignedFaces.empty(faces.frame_sizes, size, mode, frames.device)
         with self.timer.stage("align"):
-            return align_faces(frames, faces, self.crop_size, self.align_mode)
+            return align_faces(frames, faces, size, mode)
 
     def latents(self, aligned: AlignedFaces, latent: torch.Tensor, slots: torch.Tensor | None,
                 opts: SwapOptions) -> torch.Tensor:
@@ -459,19 +515,34 @@ class FaceSwapper:
                  after_batch: Callable[[int], None] | None = None) -> torch.Tensor:
         """Swapped crops [F,3,S,S] RGB [0,1]: the generator on the aligned crops with the identity latents [F,512]
         (or [1,512], the same for every face); with a restorer, each generator batch is restored and blended
-        (``restore_visibility``) before anything else sees it."""
+        (``restore_visibility``) before anything else sees it. With pixel boost k the crops are [F,3,kS,kS]: each
+        is split into k*k sub-pixel phases of S x S (``pixel_boost``), swapped, and woven back (then restored)."""
+        k = opts.pixel_boost
         with self.timer.stage("generate"):
-            crops = aligned.crops.contiguous(memory_format=torch.channels_last) if self.channels_last \
-                else aligned.crops
+            crops = aligned.crops if k == 1 else split_phases(aligned.crops, k)
+            latents = latent.expand(len(aligned), -1)
+            if k > 1:
+                latents = latents.repeat_interleave(k * k, dim=0)
+            crops = crops.contiguous(memory_format=torch.channels_last) if self.channels_last else crops
             post = None
             if opts.restorer is not None and opts.restore_visibility > 0:
                 restorer, visibility = opts.restorer, opts.restore_visibility
 
                 def post(y: torch.Tensor) -> torch.Tensor:
                     return restore_blend(y, restorer, visibility)
-            return run_generator(self.generator, crops, latent.expand(len(aligned), -1),
-                                 batch_size=opts.face_batch_size, precision=self.precision, after_batch=after_batch,
-                                 post=post)
+            if self.accelerator is not None:
+                self.accelerator.set_max_batch(opts.face_batch_size)
+            phase_progress = after_batch
+            if k > 1 and after_batch is not None:
+                def phase_progress(done: int) -> None:   # sub-crops done -> faces done (a cancel point per call)
+                    after_batch(done // (k * k))
+            out = run_generator(self.accelerator or self.generator, crops, latents, batch_size=opts.face_batch_size,
+                                precision=self.precision, after_batch=phase_progress,
+                                post=post if k == 1 else None)
+            if k == 1:
+                return out
+            out = stitch_phases(out, k)
+            return out if post is None else post(out.contiguous())
 
     def mask(self, aligned: AlignedFaces, opts: SwapOptions, frames: torch.Tensor | None = None
              ) -> torch.Tensor | None:
@@ -508,7 +579,7 @@ class FaceSwapper:
                 extra["color_filter"] = color_filter
         with self.timer.stage("paste"):
             return paste_faces(frames, swapped, aligned, crop_masks, color_match=opts.color_match,
-                               mode=opts.paste_mode, **extra)
+                               mode=opts.paste_mode, uint8_truncate=opts.paste_mode == "official", **extra)
 
     # -- identity -------------------------------------------------------------------------------------------
     def extract_identity(self, images: torch.Tensor | list[torch.Tensor], *, select: str | FaceSelection = "largest",
@@ -530,7 +601,8 @@ class FaceSwapper:
              progress: ProgressFn | None = None, on_step: StepFn | None = None, identity_strength: float = 1.0,
              gender: str = "any", gender_model: GenderModel | None = None, restorer: Restorer | None = None,
              restore_visibility: float = 1.0, identity_map: IdentityMap | None = None,
-             temporal: TemporalState | None = None, protect: torch.Tensor | None = None) -> SwapResult:
+             temporal: TemporalState | None = None, protect: torch.Tensor | None = None,
+             pixel_boost: int = 1) -> SwapResult:
         """Swap `identity` into the selected faces of frames [N,3,H,W] RGB [0,1].
 
         faces: faces already detected on these frames (e.g. by a preview step; DetectedFaces of all N frames), so
@@ -566,12 +638,17 @@ class FaceSwapper:
         change (a hand, a microphone: any mask): after paste-back the frames are lerp(swapped, original, protect),
         bit-identical to the input where protect is 1, and ``SwapResult.mask`` is multiplied by (1 - protect).
         Mask kinds that need SAM (``sam``, ``sam_parsing``) use this swapper's ``sam`` on each batch of frames.
+        pixel_boost: 1 (off), 2, 3 or 4: faces are aligned at k times the generator's size and each crop is
+        swapped as k*k sub-pixel phases woven back together (``pixel_boost``: no tiles, hence no seams), so the
+        face keeps k times the detail; costs k*k generator calls per face. ``SwapResult.swapped`` and ``aligned``
+        are then [F,3,kS,kS]. Not with paste_mode="official".
         """
         frames = check_images(frames, "swap frames", allow_single=True)
         opts = self._options(identity, select, mask, paste_mode, color_match, reference, if_no_face, batch_size,
                              face_batch_size, smoothing, mapped=identity_map is not None)
         self._extra_options(opts, identity_strength, gender, gender_model, restorer, restore_visibility)
         self._map_options(opts, identity_map, temporal)
+        self._boost_options(opts, pixel_boost)
         n = frames.shape[0]
         if protect is not None:
             protect = check_protect(protect, n, (frames.shape[-2], frames.shape[-1]))
@@ -593,7 +670,8 @@ class FaceSwapper:
             chosen = self.track(self.choose(chunk, detected, opts), opts)
             per_frame = chosen.per_frame()
             without = self._frames_without_face(chosen, per_frame, start, n, opts)
-            aligned = chosen.aligned or self.align(chunk, chosen.faces)
+            aligned = chosen.aligned or self.align(chunk, chosen.faces, official=opts.paste_mode == "official",
+                                                   boost=opts.pixel_boost)
             latents = self.latents(aligned, latent, chosen.slots, opts)
             swapped = self.generate(aligned, latents, opts, frame_progress(progress, start, n, per_frame, on_step))
             crop_masks = self.smooth_masks(chosen.faces, self.mask(aligned, opts, chunk), opts)
@@ -633,6 +711,18 @@ class FaceSwapper:
         opts.restore_visibility = check_number(restore_visibility, "restore_visibility", low=0.0, high=1.0)
         opts.gender, opts.gender_model, opts.restorer = gender, gender_model, restorer
 
+    def _boost_options(self, opts: SwapOptions, pixel_boost: Any) -> None:
+        """Check of the pixel boost, stored into ``opts``."""
+        opts.pixel_boost = check_pixel_boost(pixel_boost)
+        if opts.pixel_boost == 1:
+            return
+        if opts.paste_mode == "official":
+            raise InputError("pixel_boost: the official paste mode reproduces SimSwap's own output at the "
+                             "generator's size; use paste_mode='default' with pixel_boost > 1")
+        if self.crop_size * opts.pixel_boost > MAX_CROP_SIZE:
+            raise InputError(f"pixel_boost {opts.pixel_boost}: crops of {self.crop_size * opts.pixel_boost} px exceed "
+                             f"the {MAX_CROP_SIZE} px limit; use a smaller boost")
+
     def _map_options(self, opts: SwapOptions, identity_map: Any, temporal: Any) -> None:
         """Checks of the identity map and the temporal state, stored into ``opts``."""
         if temporal is not None and not all(callable(getattr(temporal, name, None))
@@ -665,7 +755,7 @@ class FaceSwapper:
             raise InputError(f"mask: expected a masks.MaskSpec, a spec string or None, got {type(mask).__name__}")
         check_integer(batch_size, "batch_size", low=1)
         if face_batch_size is None:
-            face_batch_size = 1 if self.device.type == "cpu" else batch_size
+            face_batch_size = self.auto_face_batch_size()
         else:
             check_integer(face_batch_size, "face_batch_size", low=1)
         if isinstance(color_match, str) or color_match not in (True, False):
@@ -706,10 +796,11 @@ class FaceSwapper:
                           stacklevel=3)
         return opts
 
-    def _frames_without_face(self, chosen: ChosenFaces, per_frame: torch.Tensor, start: int, total: int,
+    def _frames_without_face(self, chosen: ChosenFaces, per_frame: list[int], start: int, total: int,
                              opts: SwapOptions) -> list[int]:
-        """Frames of the batch (indices within it) without a selected face; NoFaceError when that is an error."""
-        empty = (per_frame == 0).nonzero().flatten().tolist()
+        """Frames of the batch (indices within it) without a selected face (per_frame: faces per frame, host
+        ints); NoFaceError when that is an error."""
+        empty = [i for i, c in enumerate(per_frame) if c == 0]
         if empty and opts.if_no_face == "error":
             frames = [start + i for i in empty]
             reasons = [chosen.reasons.get(i, "no face selected") for i in empty]

@@ -139,7 +139,7 @@ class _TrackEMA:
             last[r] = self.clock
             self.clock += 1
             start += count
-        alive = self.clock - last[:t] <= self.forget_after
+        alive = (self.clock - last[:t] <= self.forget_after).nonzero().flatten()     # one sync for the 3 fields
         self.ids, self.values, self.last = ids[alive], table[:t][alive], last[:t][alive]
         out = torch.where(valid.view(-1, *([1] * len(shape))), out, x)
         return out.to(values.dtype)

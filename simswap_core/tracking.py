@@ -310,7 +310,7 @@ class FaceTracker:
                                  f"of size {tuple(frames.shape[-2:])}; detect the faces on these frames")
             if b:
                 flags = self.cut_detector(frames).cpu().tolist()
-        det = detected.to("cpu")
+        det = detected.cpu()                     # one bulk fetch per push: the bookkeeping below runs on the host
         det.check_values("faces")
         self._device = detected.device
         boxes, points, scores = det.boxes.float(), det.points.float(), det.scores.float()
@@ -489,6 +489,9 @@ class _Faces:
     filled: torch.Tensor
 
     def select(self, keep: torch.Tensor) -> _Faces:
+        """The faces kept by a bool mask or int64 indices [K] (a mask becomes indices once: one host sync)."""
+        if keep.dtype == torch.bool:
+            keep = keep.nonzero().flatten()
         return _Faces(self.boxes[keep], self.points[keep], self.scores[keep], self.frame[keep], self.ids[keep],
                       self.filled[keep])
 

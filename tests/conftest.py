@@ -12,6 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The shared session fixtures (seeded weights, swappers, photos) are registered ONCE here, so every module uses the
+# same instances; importing them into a test module would make a private copy rebuilt for that module.
+pytest_plugins = ["pipeline_fixtures"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 if str(BENCH) not in sys.path:   # bench/pipeline_reference.py: the per-face reference the tests compare with

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_fixtures import fast_generator_path, pl_weights, t1_path  # noqa: F401  (session fixtures)
+from pipeline_fixtures import t1_path
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -107,3 +107,28 @@ def test_bench_masks_smoke(weights_dir, tmp_path, fast_generator_path):
         assert 0 <= r["mask_share"]["median"] < 1 and 0 <= r["mask_cpu_share"]["median"] <= 1
     assert res["box"]["frame_ratio_to_box"]["median"] == pytest.approx(1.0)
     assert 0 < res["sam"]["raw"][0]["mask_mean"] < res["box"]["raw"][0]["mask_mean"] == 1.0   # a box is the crop
+
+
+def test_bench_speed_smoke(tmp_path, fast_generator_path, pl_weights):
+    """bench_speed.py --quick: a two-frame 320x180 clip decoded, swapped and encoded end to end through run(), the
+    video paths chosen and said (the CPU ones here), per-stage seconds, the generator's share of the measured bf16
+    peak, peak RSS, and the side-by-side ratio to the per-face reference pipeline (no timing is asserted)."""
+    pytest.importorskip("skimage")
+    from simswap_core.io.video import count_frames
+
+    mod = _load("bench_speed")
+    out = tmp_path / "speed.json"
+    data = mod.main(["--quick", "--device", "cpu", "--generator", str(fast_generator_path), "--arcface",
+                     str(pl_weights["arcface"]), "--work-dir", str(tmp_path / "work"), "--json", str(out)])
+    assert json.loads(out.read_text())["benchmark"] == "speed"
+    res = data["results"]["quick/1"]
+    r = res["fp32"]
+    assert r["faces"] == 2 and r["fps"] > 0                   # the astronaut in both frames
+    assert r["decode"] == "decode: on the CPU (PyAV): the frames are processed on cpu"
+    assert r["encode"] == "encode: libx264 on the CPU: the frames are processed on cpu"
+    assert set(r["stage_s"]) == {"detect", "align", "generate", "mask", "paste"} and r["stage_s"]["generate"] > 0
+    assert 0 < r["generator_peak_share"] and r["memory_mib"] > 100
+    assert data["gflop_per_face"] == pytest.approx(96.0 * (64 / 224) ** 2)
+    assert res["decode_fps"] > 0 and res["encode_fps"] > 0
+    assert set(res["reference"]["ratio"]) == {"fp32"} and res["reference"]["fps"]["reference"] > 0
+    assert count_frames(tmp_path / "work" / "out_quick_1_fp32.mp4") == 2

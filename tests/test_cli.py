@@ -18,18 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline_fixtures import (  # noqa: F401
-    astronaut,
-    astronaut_small,
-    astronaut_uint8,
-    fast_generator_path,
-    pl_identity,
-    pl_models,
-    pl_models_dir,
-    pl_swapper,
-    pl_weights,
-    t1_path,
-)
+from pipeline_fixtures import astronaut_small, astronaut_uint8, t1_path
 from simswap_core.cli import main
 from simswap_core.io.images import read_image
 

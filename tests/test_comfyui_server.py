@@ -117,7 +117,8 @@ def small_ok_prompt(tag: int) -> dict:
 
 def prune(prompt: dict) -> dict:
     """Drop nodes nothing uses (so a prompt without a swap does not carry the identity nodes)."""
-    used, changed = {k for k, v in prompt.items() if v["class_type"] in ("PreviewImage", "SaveImage")}, True
+    used, changed = {k for k, v in prompt.items() if v["class_type"] in ("PreviewImage", "SaveImage",
+                                                                                 "SimSwapSaveImageLabelled")}, True
     while changed:
         changed = False
         for k in list(used):

@@ -33,7 +33,6 @@ import torch
 from video_fixtures import audio_duration, make_clip, read_frame_numbers
 
 from comfy_harness import INPUT_CLIP, REPO, server, use_comfy_api  # noqa: F401 (fixtures)
-from pipeline_fixtures import fast_generator_path, pl_models, pl_weights  # noqa: F401 (fixtures)
 
 use_comfy_api()
 

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from video_fixtures import clip_frames
 
-from pipeline_fixtures import t1  # noqa: F401
 from simswap_core.cuts import DEFAULT_CUT_THRESHOLD, CutDetector
 from simswap_core.errors import InputError
 

@@ -307,7 +307,12 @@ def test_yunet_cuda_frames_stay_on_device(yunet_src, cache_dir, t1):
     det = YuNetDetector(yunet_src, cache_dir=cache_dir, device="cuda")
     faces = det.detect(t1.cuda())
     assert faces.device.type == "cuda" and len(faces) == 6
-    assert det.providers == det.session.get_providers()
+    assert det.backend == "torch" and det.providers == ["torch:cuda"]
+    assert next(det.runner.net.buffers()).device.type == "cuda"  # the network itself is on the GPU
+    cpu = YuNetDetector(yunet_src, cache_dir=cache_dir, device="cpu").detect(t1)
+    torch.testing.assert_close(faces.boxes.cpu(), cpu.boxes, atol=0.05, rtol=0)  # TF32/cuDNN rounding only
+    ort_det = YuNetDetector(yunet_src, cache_dir=cache_dir, device="cuda", backend="onnxruntime")
+    assert ort_det.providers == ort_det.session.get_providers()
 
 
 # ----------------------------------------------------------------------------------------------- lookup
@@ -333,7 +338,11 @@ def test_load_detector_routes(yunet_src, tmp_path, monkeypatch):
     monkeypatch.setenv("SIMSWAP_CACHE_DIR", str(tmp_path / "cache"))
     d = load_detector("yunet", search_dirs=[], threshold=0.7, device="cpu")
     assert isinstance(d, YuNetDetector) and d.threshold == 0.7
-    assert d.providers == ["CPUExecutionProvider"] == d.session.get_providers()
+    assert d.backend == "torch" and d.providers == ["torch:cpu"] and d.session is None  # the default
+    d = load_detector("yunet", search_dirs=[], device="cpu", backend="onnxruntime")
+    assert d.backend == "onnxruntime" and d.providers == ["CPUExecutionProvider"] == d.session.get_providers()
+    with pytest.raises(InputError, match="detector backend.*torch, onnxruntime.*'tensorrt'"):
+        load_detector("yunet", backend="tensorrt")
     assert any((tmp_path / "cache" / "onnx").glob("*.onnx")), "folded once into the cache folder"
     assert detector_kind(yunet_src) == "yunet"
     assert isinstance(load_detector(str(yunet_src)), YuNetDetector)

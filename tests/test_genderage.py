@@ -119,6 +119,17 @@ def test_scores_match_a_cv2_reference(tmp_path, batch, normalises_itself):
     assert torch.allclose(age, torch.from_numpy(want[:, 2] * 100), atol=0.2)
 
 
+@pytest.mark.parametrize("batch", ["N", 1])
+def test_torch_backend_is_default_and_equals_onnxruntime(tmp_path, batch):
+    pytest.importorskip("onnxruntime")
+    path = write_model(tmp_path / "genderage.onnx", seed=5, batch=batch)
+    default, ort_est = load_genderage(path, device="cpu"), load_genderage(path, device="cpu", backend="onnxruntime")
+    assert default.backend == "torch" and default.session is None and default.providers == ["torch:cpu"]
+    assert ort_est.backend == "onnxruntime" and ort_est.providers == ["CPUExecutionProvider"]
+    frames, faces = _frames(), _faces(BOXES, [0, 0, 1], [(200, 240)] * 2)
+    torch.testing.assert_close(default.scores(frames, faces), ort_est.scores(frames, faces), atol=1e-5, rtol=0)
+
+
 def test_gender_and_age_follow_the_face_crop(tmp_path):
     """A model whose 'male' score is the crop's blue mean and 'female' score its red mean, age = green mean: a red
     face and a blue face are told apart, the age reads the crop (so the crop lands on the right face)."""

@@ -28,15 +28,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline_fixtures import (  # noqa: F401
-    astronaut,
-    astronaut_small,
-    pl_identity,
-    pl_models,
-    pl_models_dir,
-    pl_swapper,
-    pl_weights,
-)
+from pipeline_fixtures import astronaut_small
 from simswap_core.cli import main
 from simswap_core.errors import InputError
 from simswap_core.io.animation import iter_animation_frames, probe_animation

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from comfy_harness import server, use_comfy_api  # noqa: F401 (fixture)
-from pipeline_fixtures import pl_models, pl_swapper, pl_weights  # noqa: F401 (fixtures)
 from simswap_core import Identity
 from simswap_core.align import align_faces
 from simswap_core.checks import check_images, check_integer, check_number

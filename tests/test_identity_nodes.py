@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from comfy_harness import use_comfy_api
-from pipeline_fixtures import astronaut, pl_models, pl_weights, t1  # noqa: F401 (fixtures)
 
 use_comfy_api()
 
@@ -59,7 +58,8 @@ def test_each_names_a_listed_face_that_is_missing(pl_models, t1):
 def test_extract_identity_records_its_alignment(pl_models, astronaut):
     _, arc, det = pl_models
     ident = extract_identity(arc, det, astronaut, crop_size=512)
-    assert ident.meta == {"combine": "mean", "crop_size": "512", "align_mode": "ffhq"}
+    quality = ident.meta.pop("quality")  # the per-photo quality records (tests/test_identity_quality.py)
+    assert ident.meta == {"combine": "mean", "crop_size": "512", "align_mode": "ffhq"} and '"weight":1.0' in quality
     with pytest.raises(InputError, match="extract_identities"):
         extract_identity(arc, det, astronaut, combine="each")
 

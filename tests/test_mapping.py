@@ -9,16 +9,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline_fixtures import (  # noqa: F401
-    astronaut,
-    fast_generator_path,
-    fast_swapper,
-    pl_models,
-    pl_weights,
-    t1,
-    t1_path,
-    to_tensor,
-)
 from simswap_core.detection.select import order_faces
 from simswap_core.errors import InputError
 from simswap_core.faces import DetectedFaces

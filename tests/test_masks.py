@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_fixtures import astronaut  # noqa: F401
 from simswap_core.align import AlignedFaces, align_faces, templates
 from simswap_core.errors import InputError
 from simswap_core.faces import DetectedFaces

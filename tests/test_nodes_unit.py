@@ -331,3 +331,25 @@ def test_extract_identity_needs_no_generator(models, astronaut):
         assert torch.equal(ident.latent, with_gen.latent) and torch.equal(ident.embedding, with_gen.embedding)
     at_512 = SimSwapExtractIdentity.execute(*args, crop_size="512")[0]
     assert not torch.equal(at_512.latent, with_gen.latent)
+
+
+def test_swap_options_pixel_boost(models, astronaut):
+    """Swap Options' pixel_boost reaches the swap (crops at twice the model's size) and is checked."""
+    from nodes.identity import SimSwapExtractIdentity
+    from nodes.swap import SimSwapSwap, SimSwapSwapOptions
+    from simswap_core.errors import InputError
+
+    gen, arc, det = models
+    (identity,) = SimSwapExtractIdentity.execute(astronaut, arc, det, "largest", 0, "left-right", "mean", "error",
+                                                 generator=gen).args
+    base = dict(mask_regions="skin", mask_grow=0.0, mask_feather="auto", color_match=False, batch_size=1,
+                reference_threshold=0.03, temporal_smoothing=0.0)
+    (opts,) = SimSwapSwapOptions.execute(paste_mode="default", pixel_boost=2, **base).args
+    images, mask, crops = SimSwapSwap.execute(astronaut, identity, gen, det, "largest", "0", "left-right", "box",
+                                              "error", options=opts).args
+    assert crops.crops.shape[-1] == 448 and crops.aligned.crop_size == 448
+    assert mask.max() > 0.9 and torch.equal(images[mask == 0], astronaut[mask == 0])
+    with pytest.raises(InputError, match="pixel_boost"):
+        SimSwapSwapOptions.execute(paste_mode="official", pixel_boost=2, **base)
+    with pytest.raises(InputError, match="pixel_boost"):
+        SimSwapSwapOptions.execute(paste_mode="default", pixel_boost=5, **base)

@@ -7,14 +7,6 @@ import pytest
 import torch
 from sam_fixtures import ColourKeyParser, draw_hand
 
-from pipeline_fixtures import (  # noqa: F401
-    astronaut,
-    fast_generator_path,
-    pl_identity,
-    pl_models,
-    pl_swapper,
-    pl_weights,
-)
 from simswap_core.errors import InputError
 from simswap_core.masks import (
     OCCLUDER_REGIONS,

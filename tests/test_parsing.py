@@ -18,7 +18,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline_fixtures import astronaut  # noqa: F401
 from simswap_core.errors import CheckpointError, InputError
 from simswap_core.masks.parsing import (
     IMAGENET_MEAN,

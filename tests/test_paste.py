@@ -16,17 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_fixtures import (  # noqa: F401
-    astronaut,
-    astronaut_uint8,
-    pl_identity,
-    pl_models,
-    pl_swapper,
-    pl_weights,
-    t1,
-    t1_result,
-    to_tensor,
-)
+from pipeline_fixtures import astronaut_uint8, to_tensor
 from simswap_core.align import align_faces
 from simswap_core.faces import DetectedFaces
 from simswap_core.masks import official_parsing_crop_masks
@@ -147,19 +137,17 @@ def _diff_stats(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> tuple[float
     return float(d.mean()), float(np.percentile(d, 99)), int(d.max())
 
 
-# Tolerances against the reference, in uint8 levels, inside the pasted region. With OpenCV >= 5 both sides do
-# exact float bilinear warps; what is left is float32 (ours) vs float64 (reference) arithmetic, which moves a
-# value across an integer now and then before the truncating uint8 cast: a 1-level difference on a small
-# fraction of pixels. Measured (cv2 5.0, t1.jpg, 6 faces): no parsing mean 0.030, p99 1, max 1; parsing branch
-# mean 0.099, p99 1, max 1. The parsing branch has more 1-level flips: where the parsing mask is 0 the target crop
-# is warped back, and that double resampling of flat regions lands within ~1e-6 of an integer level, which the
-# float32 (ours) vs float64 (reference) blend then truncates to either side.
-# With OpenCV 4.x the reference warps with 1/32-pixel fixed-point weights: spec 3.3 measured
-# up to ~6 levels whole-image (13 with the parsing mask) between the two conventions.
-if CV2_MAJOR >= 5:
-    TOL = {"mean": 0.06, "p99": 1, "max": 1, "mean_parsing": 0.15, "p99_parsing": 1, "max_parsing": 1}
+# Tolerances against the reference, in uint8 levels, inside the pasted region. The official mode reproduces
+# OpenCV 4.x (fixed-point warps, simswap_core/cvwarp.py; float64 blend on 0..255, plain truncation), what SimSwap's
+# scripts ran on and what the test extra pins: measured with OpenCV 4.14 on t1.jpg (6 faces) the paste-back is
+# bit-exact, with and without the parsing mask (mean 0, max 0 levels); the bounds leave room for a rare 1-level
+# flip of a float64 value lying on an integer. With OpenCV >= 5 the reference warps with exact bilinear weights
+# instead: spec 3.3 measured up to ~6 levels whole-image (13 with the parsing mask) between the two conventions,
+# and noise crops (torch.rand) measured here with OpenCV 5.1 mean 0.87, p99 3, max 6 (no parsing).
+if CV2_MAJOR == 4:
+    TOL = {"mean": 0.002, "p99": 0, "max": 1, "mean_parsing": 0.002, "p99_parsing": 0, "max_parsing": 1}
 else:
-    TOL = {"mean": 0.6, "p99": 3, "max": 6, "mean_parsing": 0.8, "p99_parsing": 4, "max_parsing": 13}
+    TOL = {"mean": 1.2, "p99": 4, "max": 8, "mean_parsing": 1.5, "p99_parsing": 6, "max_parsing": 16}
 
 
 def test_official_mode_matches_reverse2wholeimage(t1, t1_result):
@@ -219,9 +207,9 @@ def test_swap_with_parser_uses_the_parsing_branch(pl_models, pl_identity, astron
     res = sw.swap(astronaut, pl_identity, mask=MaskSpec("parsing"), paste_mode="official")
     labels = parse_faces(parser, res.aligned.crops)
     masks = official_parsing_crop_masks(res.aligned, labels=labels)
-    want, _ = paste_faces(astronaut, res.swapped, res.aligned, masks, mode="official")
-    assert torch.equal(res.images, want)
-    ours = _u8(paste_faces(astronaut, res.swapped, res.aligned, masks, mode="official", uint8_truncate=True)[0])
+    want, _ = paste_faces(astronaut, res.swapped, res.aligned, masks, mode="official", uint8_truncate=True)
+    assert torch.equal(res.images, want)          # swap() writes what the official writes: truncated 8-bit levels
+    ours = _u8(want)
     ref = reverse2wholeimage_ref(_u8(astronaut), _hwc(res.swapped), res.aligned.matrices.double().numpy(),
                                  _hwc(res.aligned.crops), labels.numpy())
     changed = (ref != _u8(astronaut)).any(2)

@@ -11,14 +11,7 @@ import pytest
 import torch
 from sam_fixtures import draw_hand
 
-from pipeline_fixtures import (  # noqa: F401  (fixtures)
-    astronaut_small,
-    fast_generator_path,
-    fast_swapper,
-    pl_models,
-    pl_weights,
-    to_tensor,
-)
+from pipeline_fixtures import astronaut_small, to_tensor
 from simswap_core.errors import InputError
 from simswap_core.paste import paste_faces
 

@@ -10,17 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline_fixtures import (  # noqa: F401
-    astronaut,
-    astronaut_small,
-    fast_generator_path,
-    fast_swapper,
-    pl_identity,
-    pl_models,
-    pl_swapper,
-    pl_weights,
-    to_tensor,
-)
+from pipeline_fixtures import astronaut_small, to_tensor
 from simswap_core.errors import InputError
 from simswap_core.faces import DetectedFaces
 from simswap_core.io.frames import FolderSink, FolderSource, ImageSink, ImageSource, TensorSink, TensorSource

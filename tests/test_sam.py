@@ -13,7 +13,6 @@ import pytest
 import torch
 from sam_fixtures import ColourKeySam, draw_hand
 
-from pipeline_fixtures import astronaut, pl_weights, t1, t1_path  # noqa: F401
 from simswap_core.align import align_faces
 from simswap_core.detection import load_detector
 from simswap_core.errors import CheckpointError, InputError, MissingModelError, UnsafeCheckpointError

@@ -9,7 +9,6 @@ import torch
 from sam_fixtures import ColourKeySam, draw_hand
 
 from comfy_harness import use_comfy_api
-from pipeline_fixtures import astronaut  # noqa: F401  (session fixture)
 from simswap_core.errors import InputError
 from simswap_core.masks import MASK_KINDS, MASKERS, MaskSpec
 

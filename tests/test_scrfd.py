@@ -1,5 +1,6 @@
-"""SCRFD (insightface packs) through onnxruntime with our decoder: synthetic SCRFD graphs with known faces test
-the decoder, the preprocessing (colour order, normalisation, letterbox), fixed-size models, pack lookup; batched NMS."""
+"""SCRFD (insightface packs) with our decoder (torch backend by default, onnxruntime too): synthetic SCRFD graphs
+with known faces test the decoder, the preprocessing (colour order, normalisation, letterbox), fixed-size models,
+pack lookup; batched NMS."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -108,11 +109,12 @@ def _expected(faces, det_scale):
     return out
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 @pytest.mark.parametrize("batched", [False, True])
-def test_scrfd_decoder_known_faces(tmp_path, batched):
+def test_scrfd_decoder_known_faces(tmp_path, batched, backend):
     path = _scrfd_file(tmp_path / "scrfd.onnx", faces=FACES, batched=batched)
-    det = SCRFDDetector(path, threshold=0.5, det_size=640, threads=1)
-    assert det.batched_outputs == batched and det.input_hw == (640, 640)
+    det = SCRFDDetector(path, threshold=0.5, det_size=640, threads=1, backend=backend)
+    assert det.batched_outputs == batched and det.input_hw == (640, 640) and det.backend == backend
     frames = torch.rand(2, 3, 886, 1280, generator=torch.Generator().manual_seed(1))
     new_h, new_w, det_scale = letterbox_size(886, 1280, 640, 640)
     assert (new_h, new_w, det_scale) == (443, 640, 0.5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 
-from pipeline_fixtures import astronaut, pl_identity, pl_models, pl_swapper, pl_weights, t1, t1_path  # noqa: F401
 from simswap_core.align import AlignedFaces
 from simswap_core.faces import DetectedFaces
 from simswap_core.identity import extract_identity

@@ -17,15 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_fixtures import (  # noqa: F401
-    astronaut,
-    fast_generator_path,
-    fast_swapper,
-    pl_identity,
-    pl_models,
-    pl_swapper,
-    pl_weights,
-)
 from simswap_core.errors import InputError, OutputError
 from simswap_core.faces import DetectedFaces
 from simswap_core.io.frames import FrameBatch, TensorSink, TensorSource, VideoSink, VideoSource

@@ -15,18 +15,7 @@ import textwrap
 import pytest
 import torch
 
-from pipeline_fixtures import (  # noqa: F401
-    astronaut,
-    astronaut_uint8,
-    pl_identity,
-    pl_models,
-    pl_swapper,
-    pl_weights,
-    t1,
-    t1_path,
-    t1_result,
-    to_tensor,
-)
+from pipeline_fixtures import to_tensor
 from simswap_core.errors import InputError, NoFaceError
 from simswap_core.swap import FaceSwapper, SwapResult
 

@@ -9,18 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline_fixtures import (  # noqa: F401
-    astronaut,
-    astronaut_small,
-    astronaut_uint8,
-    pl_identity,
-    pl_models,
-    pl_swapper,
-    pl_weights,
-    t1,
-    t1_path,
-    to_tensor,
-)
+from pipeline_fixtures import astronaut_small, to_tensor
 from simswap_core.errors import InputError, NoFaceError
 from simswap_core.identity import Identity, identity_latent
 from simswap_core.progress import frames_done

@@ -8,15 +8,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline_fixtures import (  # noqa: F401
-    astronaut,
-    fast_generator_path,
-    fast_swapper,
-    pl_identity,
-    pl_models,
-    pl_swapper,
-    pl_weights,
-)
 from simswap_core.color import ColorStats, match_color
 from simswap_core.errors import InputError
 from simswap_core.paste import paste_faces

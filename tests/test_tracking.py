@@ -4,15 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline_fixtures import (  # noqa: F401
-    astronaut,
-    astronaut_small,
-    pl_identity,
-    pl_models,
-    pl_swapper,
-    pl_weights,
-    to_tensor,
-)
+from pipeline_fixtures import astronaut_small, to_tensor
 from simswap_core.errors import InputError
 from simswap_core.faces import DetectedFaces
 from simswap_core.tracking import FaceTracker, LandmarkSmoother, box_iou

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from video_fixtures import audio_duration, make_clip, read_frame_numbers, write_source_photo
 
-from pipeline_fixtures import pl_weights, t1_path  # noqa: F401  (session fixtures)
+from pipeline_fixtures import t1_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]   # ~35 min on 2 cores: run with -m long
 

@@ -87,13 +87,27 @@ def unit_float(text: str) -> float:
 
 # --------------------------------------------------------------------------------------------- models
 
-def load_detector_cli(name: str, threshold: float | None, device: torch.device) -> Any:
-    """A FaceDetector by name (yunet | antelopev2 | buffalo_l | PATH.onnx), with --det-threshold if given."""
+#: what runs the detector network (= simswap_core.detection.backend.BACKENDS; not imported, the CLI starts light)
+DETECTOR_BACKENDS = ("torch", "onnxruntime")
+
+
+def add_detector_backend(p: argparse.ArgumentParser) -> None:
+    """``--detector-backend torch|onnxruntime`` on a command that detects faces."""
+    p.add_argument("--detector-backend", default=DETECTOR_BACKENDS[0], choices=DETECTOR_BACKENDS,
+                   help="what runs the face detector network: torch (default; on --device, no onnxruntime needed) "
+                        "or onnxruntime (optional: pip install onnxruntime, or onnxruntime-gpu)")
+
+
+def load_detector_cli(name: str, threshold: float | None, device: torch.device, backend: str | None = None) -> Any:
+    """A FaceDetector by name (yunet | antelopev2 | buffalo_l | PATH.onnx), with --det-threshold and
+    --detector-backend if given."""
     from ..detection import load_detector
 
     kwargs: dict[str, Any] = {"device": device}
     if threshold is not None:
         kwargs["threshold"] = threshold
+    if backend is not None:
+        kwargs["backend"] = backend
     return load_detector(name, **kwargs)
 
 
@@ -110,7 +124,7 @@ def load_models(args: argparse.Namespace, device: torch.device) -> tuple[torch.n
         warnings.warn(f"--size {args.size} but {gen_path.name} was made for {generator.crop_size} crops; "
                       f"using {args.size}", stacklevel=2)
     arcface = load_arcface(arc_path)
-    detector = load_detector_cli(args.detector, args.det_threshold, device)
+    detector = load_detector_cli(args.detector, args.det_threshold, device, getattr(args, "detector_backend", None))
     return generator.to(device), arcface.to(device), detector
 
 

@@ -59,6 +59,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..models.find import user_cache_models_dir
     from ..models.loaders import load_arcface, load_generator
     from ..models.seeded import write_seeded_checkpoints
+    from ..provenance import make_label
     from ..swap import FaceSwapper
 
     dev = device(args.device)
@@ -88,7 +89,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:          # all six files or none of the new ones (an interrupted demo leaves no partial set)
         write_image(out / "source.png", source, overwrite=ow)
         write_image(out / "target.png", target, overwrite=ow)
-        write_image(out / "result.png", res.images, overwrite=ow)
+        write_image(out / "result.png", res.images, overwrite=ow,     # labelled as synthetic (provenance)
+                    label=make_label(generator=paths["g224"], arcface=paths["arcface"],
+                                     detector=getattr(detector, "model_path", None)))
         write_image(out / "mask.png", res.mask.expand(-1, 3, -1, -1), overwrite=ow)
         atomic_write(out / "faces.json", lambda p: p.write_text(json.dumps(doc, indent=2)), overwrite=ow)
         atomic_write(out / "NOT_A_REAL_MODEL.txt", lambda p: p.write_text(DEMO_LABEL + "\n"), overwrite=ow)

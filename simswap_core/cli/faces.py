@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .common import add_common, device, load_detector_cli, unit_float
+from .common import add_common, add_detector_backend, device, load_detector_cli, unit_float
 
 
 def add_parser(sub: Any) -> None:
@@ -19,6 +19,7 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--json", help="also write boxes, points and scores as JSON")
     f.add_argument("--detector", default="yunet")
     f.add_argument("--det-threshold", type=unit_float, default=None)
+    add_detector_backend(f)
     f.add_argument("--order", default="left-right", choices=["left-right", "top-bottom", "size", "score"])
     add_common(f)
     f.set_defaults(func=cmd_faces)
@@ -47,7 +48,7 @@ def cmd_faces(args: argparse.Namespace) -> int:
         if Path(args.json).exists() and not args.overwrite:
             raise InputError(f"--json {args.json}: already exists; pass --overwrite to replace it")
         probe_writable("--json", args.json)
-    detector = load_detector_cli(args.detector, args.det_threshold, dev)
+    detector = load_detector_cli(args.detector, args.det_threshold, dev, args.detector_backend)
     faces = detector.detect(img.image)
     preview = draw_faces(img.image, faces, order=args.order)
     doc = None

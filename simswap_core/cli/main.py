@@ -7,6 +7,9 @@
     simswap prepare-faces INPUT OUT --crop-size 224|512
     simswap train DATA OUT --arcface ARC [--path projected|multiscale] [--efficientnet LITE0] [--resume]
     simswap finetune DATA OUT --from latest_net_G.pth --arcface ARC
+    simswap inspect FILE [--json]      (the synthetic-media label of an output)
+    simswap batch JOBS [--ray auto|local|ADDRESS] [--dry-run] [--workers N] [--manifest F]
+    simswap export --what generator|arcface --out F.onnx [--precision fp32|fp16] [--opset N] [--check]
 
 One module per command (``swap.py``, ``faces.py``, ``convert.py``, ``demo.py``: its flags in ``add_parser`` and
 its ``cmd_*``); what they share is in ``common.py``. Errors print one clear line (model-file errors also list the
@@ -27,7 +30,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from ..errors import MissingModelError, SimSwapError
-from . import convert, demo, faces, prepare, swap, train
+from . import batch, convert, demo, export, faces, inspect, prepare, swap, train
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -67,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``simswap`` parser with its four subcommands (each sets ``func``, the command to run)."""
     p = argparse.ArgumentParser(prog="simswap", description="SimSwap face swapping (images, folders, videos).")
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{swap,faces,convert,demo,prepare-faces,train,finetune}")
-    for command in (swap, faces, convert, demo, prepare, train):
+                           metavar="{swap,faces,convert,demo,prepare-faces,train,finetune,inspect,batch,export}")
+    for command in (swap, faces, convert, demo, prepare, train, inspect, batch, export):
         command.add_parser(sub)
     return p
 

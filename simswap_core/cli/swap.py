@@ -13,6 +13,7 @@ from ..errors import InputError
 from .common import (
     ProgressBar,
     add_common,
+    add_detector_backend,
     device,
     int_in,
     load_models,
@@ -52,13 +53,34 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--parser", help="BiSeNet parser checkpoint for --mask parsing (default bisenet)")
     s.add_argument("--detector", default="yunet", help="yunet | antelopev2 | buffalo_l | PATH.onnx")
     s.add_argument("--det-threshold", type=unit_float, default=None, help="detection score threshold")
+    add_detector_backend(s)
     s.add_argument("--size", type=parse_size, default=None, help="crop size 224 or 512 (default: the generator's)")
     s.add_argument("--faces", default="all", help="all | largest | best | index:N[,M] | ref:IMAGE")
     s.add_argument("--id-threshold", type=float, default=None,
                    help="max MSE for --faces ref:IMAGE and --map SRC=PHOTO (default 0.03)")
     s.add_argument("--source-face", default="largest", help="face of each source image: largest | best | index:N")
-    s.add_argument("--combine", default="mean", choices=["mean", "median", "weighted"],
-                   help="how several source images are combined")
+    s.add_argument("--combine", default="mean", choices=["mean", "median", "weighted", "quality"],
+                   help="how several source images are combined: mean, median, weighted by detection score, or "
+                        "quality (weighted by detection score x face size x sharpness x frontalness; each photo's "
+                        "quality is printed so poor ones can be dropped)")
+    s.add_argument("--identity-strength", type=identity_percent, default=100.0, metavar="PCT",
+                   help="how much of the source identity, in percent: 100 = the source (default), 0 = the target's "
+                        "own identity, 50 = halfway, above 100 (up to 200) pushes further away from the target")
+    s.add_argument("--pixel-boost", type=int, default=1, choices=[1, 2, 3, 4], metavar="K",
+                   help="swap at K times the generator's size (1 = off, 2, 3 or 4): each face is aligned at K x 224 "
+                        "(or K x 512) and swapped as K*K sub-pixel phases woven back together (no tiles, no seams); "
+                        "more detail for large faces, K*K generator calls per face; not with --paste official")
+    s.add_argument("--report", default=None, metavar="REPORT.json",
+                   help="write an identity report: REPORT.json and REPORT.html (the crops side by side) with, per "
+                        "swapped face, the similarity to the source and to the original face measured by SFace, "
+                        "an embedder independent of SimSwap's ArcFace (same person at cosine >= 0.363), and the "
+                        "source photos' quality")
+    s.add_argument("--report-every", type=positive_int, default=None, metavar="N",
+                   help="with --report: score every N-th frame (default 1 for images and folders, 10 for videos "
+                        "and animations; at most 256 faces are scored)")
+    s.add_argument("--report-source", default=None, metavar="IMAGE|FOLDER",
+                   help="with --report and a saved identity (.safetensors) as --source: photos of the source "
+                        "person to score against (default: the --source photos)")
     s.add_argument("--mask", default=None,
                    help="box | ellipse | parsing[:regions] | occlusion | sam | sam_parsing (default: box); sam and "
                         "sam_parsing need --sam")
@@ -90,15 +112,73 @@ def add_parser(sub: Any) -> None:
                    help="video / animated targets: how different two frames must be to count as a new shot, where "
                         "every track ends: a number in (0,1) (lower finds more cuts; default: the tracker's) or off")
     s.add_argument("--batch-size", type=positive_int, default=8,
-                   help="frames per batch (also faces per generator call on a GPU; 1 on the CPU)")
-    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="generator precision")
-    s.add_argument("--crf", type=int, default=17, help="x264 quality for video output (lower = better)")
+                   help="frames per batch (faces per generator call: from free memory on a GPU, 1 on the CPU)")
+    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="generator precision: bf16/fp16 autocast (drift against fp32: bench/bench_precision.py)")
+    s.add_argument("--compile", action="store_true",
+                   help="torch.compile the generator (slow first batch; falls back to eager with a warning)")
+    s.add_argument("--cuda-graphs", action="store_true",
+                   help="replay the generator from CUDA graphs (CUDA only; not used on the CPU, the output says so)")
+    s.add_argument("--crf", type=int, default=17,
+                   help="video output quality, x264's crf or NVENC's cq (lower = better)")
+    s.add_argument("--decode-device", default="auto", metavar="auto|cpu|cuda[:N]",
+                   help="where a video target is decoded: auto (NVDEC through torchcodec when --device is a GPU and "
+                        "torchcodec with CUDA is installed, else PyAV on the CPU; the output says which and why), "
+                        "cpu, or cuda (fails naming what is missing)")
+    s.add_argument("--encoder", default="auto", metavar="auto|libx264|h264_nvenc|hevc_nvenc",
+                   help="video output encoder: auto (NVENC when --device is a GPU and NVENC opens, else x264; the "
+                        "output says which and why), libx264, h264_nvenc or hevc_nvenc (fails naming what is "
+                        "missing)")
     s.add_argument("--no-audio", action="store_true", help="do not copy the audio of a video target")
     s.add_argument("--allow-partial", action="store_true",
                    help="a truncated or damaged video target: swap the frames that decode (a warning names the "
                         "counts) instead of refusing it")
+    s.add_argument("--no-label", action="store_true",
+                   help="write the output WITHOUT its machine-readable synthetic-media label (XMP / EXIF / PNG text "
+                        "/ container tags / C2PA); labelling AI-generated media (EU AI Act, Article 50) is then "
+                        "your legal responsibility")
+    s.add_argument("--c2pa-cert", default=None, metavar="CHAIN.pem",
+                   help="also sign the output with a C2PA manifest: your certificate chain (PEM, signer first; "
+                        "with --c2pa-key; needs c2pa-python; default: env SIMSWAP_C2PA_CERT)")
+    s.add_argument("--c2pa-key", default=None, metavar="KEY.pem",
+                   help="the private key (PEM) of --c2pa-cert (default: env SIMSWAP_C2PA_KEY)")
     add_common(s)
     s.set_defaults(func=cmd_swap)
+
+
+def identity_percent(text: str) -> float:
+    """--identity-strength: a percentage 0..200 (100 = the source identity)."""
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 200.0:
+        raise argparse.ArgumentTypeError(f"expected a percentage 0..200 (100 = the source identity), got {text!r}")
+    return value
+
+
+def report_setup(args: argparse.Namespace) -> list[str] | None:
+    """--report checks before any model loads: the report files are new (or --overwrite) and there are photos of
+    the source person to score against. Returns the source photo paths (None without --report)."""
+    if not getattr(args, "report", None):
+        return None
+    from ..io.atomic import refuse_existing
+    from ..report import report_paths
+
+    if getattr(args, "map", None):
+        raise InputError("--report scores against one source person; with --map use 'simswap swap --source' per "
+                         "identity, or leave --report out")
+    src = getattr(args, "report_source", None) or args.source
+    if str(src).endswith(".safetensors"):
+        raise InputError(f"--report: the source {src} is a saved identity; SFace needs photos of the source person: "
+                         "add --report-source IMAGE|FOLDER")
+    if not Path(src).exists():
+        raise FileNotFoundError(f"--report-source {src}: no such file or folder")
+    for p in report_paths(args.report):
+        if Path(p).resolve() in {Path(x).resolve() for x in (args.target, args.out, src) if x}:
+            raise InputError(f"--report {args.report}: {p} is an input or the output; choose another name")
+        refuse_existing(p, overwrite=args.overwrite)
+    return [src]
 
 
 def cut_threshold(text: str) -> float | str:
@@ -106,9 +186,9 @@ def cut_threshold(text: str) -> float | str:
     return "off" if text.strip().lower() == "off" else unit_float(text)
 
 
-def read_sources(source: str, device: torch.device) -> list[torch.Tensor]:
-    """--source image or folder -> list of [1,3,H,W] float RGB [0,1] on ``device`` (natural order)."""
-    from ..io.images import list_images, read_image
+def source_files(source: str) -> list[Path]:
+    """--source image or folder -> the image files (natural order)."""
+    from ..io.images import list_images
 
     p = Path(source)
     if not p.exists():
@@ -116,7 +196,14 @@ def read_sources(source: str, device: torch.device) -> list[torch.Tensor]:
     files = list_images(p) if p.is_dir() else [p]
     if not files:
         raise InputError(f"--source {source}: the folder holds no images")
-    return [read_image(f, device=device).image for f in files]
+    return files
+
+
+def read_sources(source: str, device: torch.device) -> list[torch.Tensor]:
+    """--source image or folder -> list of [1,3,H,W] float RGB [0,1] on ``device`` (natural order)."""
+    from ..io.images import read_image
+
+    return [read_image(f, device=device).image for f in source_files(source)]
 
 
 def selection(spec: str, id_threshold: float | None) -> tuple[Any, str | None]:
@@ -260,6 +347,33 @@ def read_protect(path: str, dev: torch.device) -> torch.Tensor:
 
 
 def cmd_swap(args: argparse.Namespace) -> int:
+    """``simswap swap``, with the output's synthetic-media labelling as --no-label / --c2pa-* ask (restored after:
+    ``simswap batch`` runs several jobs in one process)."""
+    from ..provenance import c2pa_signing, labelling, labelling_enabled
+
+    with labelling(labelling_enabled() and not getattr(args, "no_label", False)), \
+            c2pa_signing(getattr(args, "c2pa_cert", None), getattr(args, "c2pa_key", None)):
+        return _cmd_swap(args)
+
+
+def output_label(args: argparse.Namespace, detector: Any, mask: Any) -> Any:
+    """The output's synthetic-media label: this pack, "face replaced", the model files used and their sha256
+    (found by the same names as ``load_models``); never the source person's identity."""
+    from ..models.find import find_model
+    from ..provenance import make_label
+
+    gen, arc, parser = (getattr(args, k, None) for k in ("generator", "arcface", "parser"))
+    gen_name = gen or ("simswap_512" if getattr(args, "size", None) == 512 else "simswap_224")
+    return make_label(
+        generator=find_model(gen_name, kind="generator" if gen is None else None),
+        arcface=find_model(arc or "arcface", kind="arcface" if arc is None else None),
+        detector=getattr(detector, "model_path", None),
+        parser=find_model(parser or "bisenet", kind="parser" if parser is None else None)
+        if mask is not None and mask.needs_parser else None,
+        sam=find_model(args.sam, kind="sam") if mask is not None and mask.needs_sam else None)
+
+
+def _cmd_swap(args: argparse.Namespace) -> int:
     from ..io.frames import open_sink, open_source
     from ..masks import MaskSpec
     from ..run import run
@@ -280,7 +394,8 @@ def cmd_swap(args: argparse.Namespace) -> int:
         raise InputError(f"--id-threshold: expected a number in (0,1] (raw ArcFace MSE, official 0.03), got "
                          f"{threshold}")
     dev = device(args.device)
-    source = open_source(args.target, dev, allow_partial=args.allow_partial)
+    source = open_source(args.target, dev, allow_partial=args.allow_partial,
+                         decode_device=getattr(args, "decode_device", "auto"))
     kind = source.kind
     moving = kind in ("video", "animation")
     if mapped is not None and not moving and any(isinstance(t, tuple) and t[0] == "track" for _s, _r, t in mapped):
@@ -291,7 +406,14 @@ def cmd_swap(args: argparse.Namespace) -> int:
     refs = [str(t) for _s, _r, t in mapped or [] if isinstance(t, Path)]
     # Check outputs before any model work: never an input, never overwritten unless asked, writable; fail fast.
     sink = open_sink(args.out, source, overwrite=args.overwrite, audio=not args.no_audio, crf=args.crf,
-                     inputs=[args.source, ref_path, *[s for s, _r, _t in mapped or []], *refs])
+                     inputs=[args.source, ref_path, *[s for s, _r, _t in mapped or []], *refs],
+                     encoder=getattr(args, "encoder", "auto"), device=dev)
+    if not args.quiet:                     # which decode / encode path a video takes, and why (one line each)
+        from ..io.video_devices import describe
+
+        for line in describe([getattr(source, "decode_choice", None), getattr(sink, "encode_choice", None)]):
+            print(line, file=sys.stderr)
+    report_sources = report_setup(args)    # before any model loads
     args.pending_output = sink.path        # main() says "nothing was written to ..." if the run fails from here
     mask = MaskSpec.parse(args.mask) if args.mask else None
     if mask is not None and mask.needs_sam and not args.sam:
@@ -302,13 +424,28 @@ def cmd_swap(args: argparse.Namespace) -> int:
         raise InputError(f"--protect {args.protect}: the mask is {protect.shape[-1]}x{protect.shape[-2]} px, the "
                          f"target's frames are {size[1]}x{size[0]}; expected a mask of the target's size")
 
-    generator, arcface, detector = load_models(args, dev)
-    parser = load_parser_cli(args, dev) if mask is not None and mask.needs_parser else None
-    sam = load_sam_cli(args, mask, dev)
+    cache = getattr(args, "model_cache", None)    # `simswap batch`: each model loaded once per worker (batch/models)
+    if cache is not None:
+        generator, arcface, detector, parser, sam = cache.load(args, mask, dev)
+    else:
+        generator, arcface, detector = load_models(args, dev)
+        parser = load_parser_cli(args, dev) if mask is not None and mask.needs_parser else None
+        sam = load_sam_cli(args, mask, dev)
     swapper = FaceSwapper(generator, arcface, detector, parser=parser, sam=sam, device=dev, crop_size=args.size,
-                          precision=args.precision)
+                          precision=args.precision, compile=getattr(args, "compile", False),
+                          cuda_graphs=getattr(args, "cuda_graphs", False))
+    sink.label = output_label(args, detector, mask)     # before any wrapping sink: the file sink writes it
 
     identity = load_source(args.source, swapper, dev, args) if args.source else None
+    if identity is not None and not args.quiet:
+        from ..face_quality import quality_text
+        from ..identity import identity_quality
+
+        records = identity_quality(identity)
+        if records:
+            names = [f.name for f in source_files(args.source)] if not args.source.endswith(".safetensors") else None
+            note = f"\n({identity.meta['quality_note']})" if identity.meta.get("quality_note") else ""
+            print("source photos:\n" + quality_text(records, names) + note, file=sys.stderr)
     identity_map = build_map(mapped, swapper, dev, args, threshold) if mapped is not None else None
     reference = None
     if ref_path is not None:
@@ -318,6 +455,15 @@ def cmd_swap(args: argparse.Namespace) -> int:
                                                                                      else "keep"))
     if identity_map is not None:
         opts["identity_map"] = identity_map
+    if getattr(args, "identity_strength", 100.0) != 100.0:
+        opts["identity_strength"] = args.identity_strength / 100.0
+    if getattr(args, "pixel_boost", 1) != 1:
+        opts["pixel_boost"] = args.pixel_boost
+    if report_sources is not None:
+        from ..report import scoring_sink
+
+        every = args.report_every or (10 if moving else 1)
+        sink = scoring_sink(sink, detector, read_sources(report_sources[0], dev), every=every, device=dev)
     if protect is not None:
         opts["protect"] = protect
     strength = (0.5 if moving else 0.0) if args.smooth == "auto" else float(args.smooth)
@@ -339,6 +485,7 @@ def cmd_swap(args: argparse.Namespace) -> int:
         opts["smoothing"] = LandmarkSmoother(strength)  # one smoother for the whole folder: tracks span batches
     # one image: no progress bar (as before); folders and videos: a bar over all frames
     bar = ProgressBar(source.total, "swap", args.quiet) if kind != "image" else None
+    bar = getattr(args, "on_progress", None) or bar    # `simswap batch`: frames of this job to its overall bar
     with bar if bar is not None else nullcontext():
         try:
             summary = run(source, swapper, sink, identity, batch_size=args.batch_size, progress=bar,
@@ -348,6 +495,18 @@ def cmd_swap(args: argparse.Namespace) -> int:
                 raise
             raise InputError(f"--protect {args.protect}:{str(e)[len('protect:'):]}") from None
     args.pending_output = None
+    args.swap_result = (sink.path, summary)            # for `simswap batch` (its manifest record)
+    report_lines: list[str] = []
+    if report_sources is not None:
+        from ..identity import identity_quality
+        from ..report import finish_report
+
+        names = [f.name for f in source_files(args.source)] if not args.source.endswith(".safetensors") else None
+        report_lines = finish_report(args.report, sink, overwrite=args.overwrite,
+                                     inputs={"source": args.source, "target": args.target, "output": sink.path,
+                                             "identity_strength": f"{getattr(args, 'identity_strength', 100):g} %"},
+                                     source_quality=identity_quality(identity) if identity is not None else [],
+                                     source_names=names)
     if not args.quiet:
         without = len(summary.frames_without_face)
         msg = f"wrote {sink.path} ({summary.frames} frame(s), {summary.faces_swapped} face(s) swapped"
@@ -356,6 +515,9 @@ def cmd_swap(args: argparse.Namespace) -> int:
         if without and kind != "image":
             shown = ", ".join(map(str, summary.frames_without_face[:10]))
             lines.append(f"nothing swapped in frame(s) {shown}{' ...' if without > 10 else ''} (numbered from 0)")
-        for line in lines:
+        if args.precision != "fp32" or getattr(args, "compile", False) or getattr(args, "cuda_graphs", False) \
+                or dev.type == "cuda":
+            lines.append(f"generator: {swapper.acceleration()}")
+        for line in [*lines, *report_lines]:
             print(line, file=sys.stderr)
     return 0

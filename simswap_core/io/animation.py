@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from PIL import Image, ImageSequence
 
 from ..errors import InputError
 from .atomic import atomic_write
+
+if TYPE_CHECKING:
+    from ..provenance.label import ProvenanceLabel
 
 ANIMATED_EXTS = (".gif", ".webp", ".png", ".apng")
 _FORMATS = {".gif": "GIF", ".webp": "WEBP", ".png": "PNG", ".apng": "PNG"}
@@ -125,11 +129,13 @@ def _stack(arrays: list[np.ndarray], device: torch.device | str | None) -> torch
 
 
 def write_animation(path: str | os.PathLike, frames: Sequence[np.ndarray], durations_ms: Sequence[int], *,
-                    loop: int = 0, overwrite: bool = False) -> Path:
+                    loop: int = 0, overwrite: bool = False, label: ProvenanceLabel | None = None) -> Path:
     """Write [H,W,3] uint8 frames as an animated GIF / WebP / APNG (by extension) with per-frame durations.
 
     Atomic (temporary file, then rename; ``overwrite`` as ``write_image``). InputError for another extension,
-    no frames, or a durations list of another length.
+    no frames, or a durations list of another length. label: the synthetic-media label (as ``write_image``:
+    XMP + text chunks in APNG / WebP, a comment with the XMP packet in GIF; C2PA when configured and the format
+    can be signed).
     """
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
@@ -147,7 +153,17 @@ def write_animation(path: str | os.PathLike, frames: Sequence[np.ndarray], durat
     if fmt == "GIF":
         options["disposal"] = 1   # frames are full, opaque: keep the previous one under it (no flicker)
 
+    from ..provenance.label import embedded_label
+
+    mark = embedded_label(label)
+
     def save(tmp: Path) -> None:
-        images[0].save(tmp, format=fmt, **options)
+        from ..provenance.images import save_options
+
+        images[0].save(tmp, format=fmt, **options, **save_options(mark, fmt))
+        if mark is not None:
+            from ..provenance.c2pa import sign_in_place
+
+            sign_in_place(tmp, mark, name=path.name)
 
     return atomic_write(path, save, overwrite=overwrite)

@@ -10,7 +10,8 @@ output in ``close()`` only (the temporary file / staging folder is dropped by ``
 never leaves a complete-looking output. ``open_source`` / ``open_sink`` pick the kind from a path and check
 before any model work: a damaged video or image is refused, and an output that is an input (``output_guard``),
 exists, cannot hold the source's frames or cannot be written is refused. ``frame_ranges`` is the one chunking
-helper of the package.
+helper of the package. Every file sink labels its output as synthetic media (``provenance``; the sink's
+``label``, set by the caller with the models' hashes, else a label without model records) unless labelling is off.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import torch
 
 from ..checks import check_images
 from ..errors import InputError
+from ..provenance.label import ProvenanceLabel, output_label
 from .animation import (
     ANIMATED_EXTS,
     AnimationInfo,
@@ -49,6 +51,16 @@ from .video import (
     iter_video_frames_with_pts,
     probe_video,
     to_uint8_hwc,
+)
+from .video_devices import (
+    DecodeChoice,
+    EncodeChoice,
+    VideoCapabilities,
+    choose_decoder,
+    choose_encoder,
+    iter_torchcodec_frames,
+    open_decoder,
+    parse_decode_device,
 )
 
 Device = torch.device | str | None
@@ -200,16 +212,25 @@ class VideoSource(_FileSource):
     does not decode, fewer frames decoded than declared) raises InputError naming the file and the frames found
     and expected: at once when the packets show it, else while reading. ``allow_partial=True`` warns instead and
     keeps the frames that decode (never silently: the warning names the counts).
+
+    decode_device: "auto" (NVDEC through torchcodec when ``device`` is a CUDA device and torchcodec with CUDA
+    loads, else PyAV on the CPU), "cpu" or "cuda[:N]" (``video_devices.choose_decoder``); ``decode_choice`` says
+    which path was taken and why (``decode_choice.message()``). capabilities: injected (tests), else probed.
     """
 
     kind = "video"
 
-    def __init__(self, path: str | os.PathLike, device: Device = None, *, allow_partial: bool = False):
+    def __init__(self, path: str | os.PathLike, device: Device = None, *, allow_partial: bool = False,
+                 decode_device: str = "auto", capabilities: VideoCapabilities | None = None):
         super().__init__(path, device)
         self.info: VideoInfo = probe_video(self.path)
         self.allow_partial = allow_partial
         self.total = check_video_complete(self.info, allow_partial=allow_partial)
         self.audio_path: Path | None = self.path
+        self.decode_device = parse_decode_device(decode_device)
+        choice = choose_decoder(self.decode_device, device, capabilities)
+        self.decode_choice: DecodeChoice
+        self.decode_choice, self._decoder = open_decoder(choice, self.path, explicit=self.decode_device != "auto")
 
     @property
     def fps(self) -> Fraction:
@@ -232,8 +253,18 @@ class VideoSource(_FileSource):
 
     def _checked_frames(self, batch_size: int) -> Iterator[tuple[torch.Tensor, list[int | None]]]:
         decoded = 0
-        for frames, pts in iter_video_frames_with_pts(self.path, batch_size, device=self.device,
-                                                      allow_partial=self.allow_partial):
+        choice, decoder = self.decode_choice, self._decoder
+        self._decoder = None
+        if choice.backend == "torchcodec" and decoder is None:     # a second pass over the source
+            choice, decoder = open_decoder(choice, self.path, explicit=self.decode_device != "auto")
+        batches: Iterator[tuple[torch.Tensor, list[int | None]]]
+        if decoder is not None:                  # NVDEC: frames arrive on choice.device
+            batches = iter_torchcodec_frames(self.path, batch_size, choice.device, self.info.time_base,
+                                             allow_partial=self.allow_partial, decoder=decoder)
+        else:
+            batches = iter_video_frames_with_pts(self.path, batch_size, device=self.device,
+                                                 allow_partial=self.allow_partial)
+        for frames, pts in batches:
             decoded += int(frames.shape[0])
             yield frames, pts
         if self.total is not None and decoded != self.total:
@@ -286,9 +317,10 @@ class TensorSource:
 AnySource = ImageSource | FolderSource | VideoSource | AnimatedImageSource
 
 
-def open_source(path: str | os.PathLike, device: Device = None, *, allow_partial: bool = False) -> AnySource:
+def open_source(path: str | os.PathLike, device: Device = None, *, allow_partial: bool = False,
+                decode_device: str = "auto") -> AnySource:
     """The source for a path, by kind: a folder, an animated image (GIF, or WebP / PNG with several frames), an
-    image file (by extension) or a video file. allow_partial: see ``VideoSource``."""
+    image file (by extension) or a video file. allow_partial, decode_device: see ``VideoSource``."""
     target = Path(path)
     if not target.exists():
         raise FileNotFoundError(f"--target {target}: no such file or folder")
@@ -299,7 +331,7 @@ def open_source(path: str | os.PathLike, device: Device = None, *, allow_partial
     if is_image_path(target):
         return ImageSource(target, device)
     if is_video_path(target):
-        return VideoSource(target, device, allow_partial=allow_partial)
+        return VideoSource(target, device, allow_partial=allow_partial, decode_device=decode_device)
     raise InputError(f"--target {target}: expected an image (.png .jpg .webp .bmp .tif), an animated image (.gif "
                      f".webp .png), a folder of images or a video (.mp4 .mov .mkv .avi .webm ...)")
 
@@ -325,16 +357,20 @@ def _refuse_existing(path: Path, overwrite: bool, what: str = "") -> None:
         raise InputError(f"{what}{path}: already exists; pass --overwrite to replace it")
 
 
-def _write_frame(path: Path, image: torch.Tensor, like: LoadedImage | None, overwrite: bool) -> None:
-    """image [1,3,H,W] written like the input file ``like`` (alpha, bit depth, grayscale), or as plain RGB."""
+def _write_frame(path: Path, image: torch.Tensor, like: LoadedImage | None, overwrite: bool,
+                 label: ProvenanceLabel | None = None) -> None:
+    """image [1,3,H,W] written like the input file ``like`` (alpha, bit depth, grayscale), or as plain RGB;
+    with the synthetic-media ``label``."""
     if like is not None:
-        write_like(path, image, like, overwrite=overwrite)
+        write_like(path, image, like, overwrite=overwrite, label=label)
     else:
-        write_image(path, image, overwrite=overwrite)
+        write_image(path, image, overwrite=overwrite, label=label)
 
 
 class ImageSink:
     """One image file, written like its input (``write_like``) when the run closes."""
+
+    label: ProvenanceLabel | None = None    # every file sink: the swap's label (None: one without model records)
 
     def __init__(self, path: str | os.PathLike, overwrite: bool = False):
         self.path = Path(path)
@@ -352,7 +388,7 @@ class ImageSink:
             raise InputError(f"{self.path}: no frame was written")
         image, like = self._pending
         self._pending = None
-        _write_frame(self.path, image, like, self.overwrite)
+        _write_frame(self.path, image, like, self.overwrite, output_label(self.label))
 
     def abort(self) -> None:
         self._pending = None
@@ -367,6 +403,8 @@ class FolderSink:
     interruption while moving removes the files moved so far. ``abort()`` removes the staging folder, so an
     interrupted run leaves no complete-looking set of frames.
     """
+
+    label: ProvenanceLabel | None = None
 
     def __init__(self, folder: str | os.PathLike, overwrite: bool = False):
         self.path = Path(folder)
@@ -397,7 +435,7 @@ class FolderSink:
             if name in self.names:
                 raise InputError(f"{self.path}: two frames would be written as {name}")
             _refuse_existing(self.path / name, self.overwrite)
-            _write_frame(stage / name, result.images[i:i + 1], like, False)
+            _write_frame(stage / name, result.images[i:i + 1], like, False, output_label(self.label))
             self.names.append(name)
 
     def close(self) -> None:
@@ -465,11 +503,14 @@ class VideoSink:
     copied (default: the source's own file; None with a ``VideoInfo``).
     The file is written under a temporary name (``VideoWriter``), created on the first frame, and moved into place
     by ``close()`` after the closed file read back with every frame written; ``abort()`` deletes it.
+    encoder: "auto" (NVENC when ``device`` is a CUDA device and NVENC opens here, else x264), "libx264",
+    "h264_nvenc" / "hevc_nvenc" (``video_devices.choose_encoder``); ``encode_choice`` says which and why.
     """
 
     def __init__(self, path: str | os.PathLike, source: VideoSource | AnimatedImageSource | VideoInfo, *,
                  audio: bool = True, crf: int = 17, overwrite: bool = False,
-                 audio_from: str | os.PathLike | None = None):
+                 audio_from: str | os.PathLike | None = None, encoder: str = "auto", device: Device = None,
+                 capabilities: VideoCapabilities | None = None):
         self.path = Path(path)
         self.source = source
         self.info: VideoInfo = source if isinstance(source, VideoInfo) else source.info
@@ -480,7 +521,11 @@ class VideoSink:
         self.crf = crf
         self.overwrite = overwrite
         _refuse_existing(self.path, overwrite)
+        self.encode_choice: EncodeChoice = choose_encoder(encoder, device, self.info.width, self.info.height,
+                                                          self.path.suffix, capabilities)
         self._writer: VideoWriter | None = None
+
+    label: ProvenanceLabel | None = None
 
     def _open(self, batch: FrameBatch | None = None) -> VideoWriter:
         if self._writer is None:
@@ -488,7 +533,8 @@ class VideoSink:
             # the time base of the first frames' timestamps (a video's own), else 1/fps
             time_base = batch.time_base if batch is not None and batch.pts is not None else None
             self._writer = VideoWriter(self.path, info.fps, info.width, info.height, overwrite=self.overwrite,
-                                       audio_from=self.audio_from, crf=self.crf, time_base=time_base)
+                                       audio_from=self.audio_from, crf=self.crf, time_base=time_base,
+                                       codec=self.encode_choice.codec, label=output_label(self.label))
         return self._writer
 
     @property
@@ -520,6 +566,8 @@ class AnimatedImageSink:
         _refuse_existing(self.path, overwrite)
         self.frames: list[Any] = []
 
+    label: ProvenanceLabel | None = None
+
     def write(self, batch: FrameBatch, result: Any) -> None:
         self.frames.extend(to_uint8_hwc(result.images))
 
@@ -529,7 +577,8 @@ class AnimatedImageSink:
             raise InputError(f"{self.path}: {len(self.frames)} frame(s) written of the {info.n_frames} of "
                              f"{info.path.name}; nothing was written")
         frames, self.frames = self.frames, []
-        write_animation(self.path, frames, info.durations_ms, loop=info.loop, overwrite=self.overwrite)
+        write_animation(self.path, frames, info.durations_ms, loop=info.loop, overwrite=self.overwrite,
+                        label=output_label(self.label))
 
     def abort(self) -> None:
         self.frames = []
@@ -547,6 +596,7 @@ class TensorSink:
         self.path: Path | None = None
         self.parts: list[Any] = []
         self.closed = False
+        self.label: ProvenanceLabel | None = None      # unused: results stay in memory (no file to label)
 
     def write(self, batch: FrameBatch, result: Any) -> None:
         if self.device is not None:
@@ -573,7 +623,8 @@ _FILE_EXTS = (*ANIMATED_EXTS, ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".mp4", 
 
 
 def open_sink(out: str | os.PathLike | None, source: FrameSource, *, overwrite: bool = False, audio: bool = True,
-              crf: int = 17, inputs: Iterable[str | os.PathLike | None] = ()) -> AnySink:
+              crf: int = 17, inputs: Iterable[str | os.PathLike | None] = (), encoder: str = "auto",
+              device: Device = None) -> AnySink:
     """The sink for ``source``'s kind, checked before any model work.
 
     Refused (InputError naming ``out``): an output that is an input (the source's file or folder, or any of
@@ -581,7 +632,8 @@ def open_sink(out: str | os.PathLike | None, source: FrameSource, *, overwrite: 
     existing output unless ``overwrite``; an output kind that cannot hold the source (a video or animation into
     a still image, a folder into a file name); a folder where no file can be created (read-only, full disk).
     An existing folder as ``out`` of an image, video or animation gets ``out/<source name>``; a folder target
-    needs a folder ``out``. ``out=None``: keep the results in memory.
+    needs a folder ``out``. ``out=None``: keep the results in memory. encoder, device (where the frames are
+    processed): the video encoder's choice, see ``VideoSink``.
     """
     if out is None:
         return TensorSink()
@@ -613,7 +665,7 @@ def open_sink(out: str | os.PathLike | None, source: FrameSource, *, overwrite: 
     sink: AnySink
     if isinstance(source, (VideoSource, AnimatedImageSource)):
         if is_video_path(out):
-            sink = VideoSink(out, source, audio=audio, crf=crf, overwrite=overwrite)
+            sink = VideoSink(out, source, audio=audio, crf=crf, overwrite=overwrite, encoder=encoder, device=device)
         elif isinstance(source, AnimatedImageSource) and ext in ANIMATED_EXTS:
             sink = AnimatedImageSink(out, source, overwrite=overwrite)
         else:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from PIL import Image
 
 from ..errors import InputError
 from .atomic import atomic_write
+
+if TYPE_CHECKING:
+    from ..provenance.label import ProvenanceLabel
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _ALPHA_EXTS = (".png", ".webp", ".tif", ".tiff")
@@ -236,13 +240,17 @@ def _encode_16bit(a: np.ndarray, ext: str) -> bytes:
 
 def write_image(path: str | os.PathLike, image: torch.Tensor, *, alpha: torch.Tensor | None = None,
                 bit_depth: int = 8, grayscale: bool = False, overwrite: bool = False,
-                quality: int = 95) -> Path:
+                quality: int = 95, label: ProvenanceLabel | None = None,
+                png_text: Mapping[str, str] | None = None) -> Path:
     """Write one image atomically.
 
     image: [1,3,H,W] or [3,H,W] float RGB in [0,1] (any device). alpha: [1,1,H,W]/[1,H,W]/[H,W] in [0,1] or None;
     re-attached when the format can hold it (PNG, WebP, TIFF), otherwise dropped with a warning.
     bit_depth 16 is written for PNG/TIFF (other formats fall back to 8 with a warning). grayscale writes one
     luminance channel. Raises InputError if `path` exists and overwrite is False.
+    label: the synthetic-media label to embed (``provenance``: XMP + PNG text / EXIF, and a C2PA manifest when a
+    signing key is configured); None writes none. A format that cannot hold it (BMP, 16-bit TIFF) gets a warning.
+    png_text: extra tEXt chunks of an 8-bit PNG (e.g. ComfyUI's prompt and workflow); InputError otherwise.
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -267,11 +275,26 @@ def write_image(path: str | os.PathLike, image: torch.Tensor, *, alpha: torch.Te
     if alpha is not None:
         alpha = alpha.reshape(1, *image.shape[-2:]).to(chans.device, chans.dtype)
         chans = torch.cat([chans, alpha], 0)
+    if png_text and (ext != ".png" or bit_depth != 8):
+        raise InputError(f"{path}: extra text chunks (png_text) need an 8-bit .png output")
     a = _quantize(chans, bit_depth)
+    from ..provenance.label import embedded_label
+
+    mark = embedded_label(label)
+    fmt = _PIL_FORMAT[ext]
+    if mark is not None and (fmt == "BMP" or (bit_depth == 16 and fmt == "TIFF")):
+        warnings.warn(f"{path}: {'16-bit TIFF' if fmt == 'TIFF' else fmt} output cannot carry the synthetic-media "
+                      "label (no metadata written); use PNG, JPEG, WebP or 8-bit TIFF for a labelled file",
+                      stacklevel=2)
+        mark = None
 
     def write_to(tmp: Path) -> None:
+        from ..provenance import images as labels
+
         if bit_depth == 16:
-            tmp.write_bytes(_encode_16bit(a, ext))
+            data = _encode_16bit(a, ext)
+            tmp.write_bytes(labels.label_png_bytes(data, mark) if mark is not None and fmt == "PNG" else data)
+            _sign(tmp, mark, path)
             return
         ch = a.shape[2]
         mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[ch]
@@ -279,20 +302,39 @@ def write_image(path: str | os.PathLike, image: torch.Tensor, *, alpha: torch.Te
             im = Image.fromarray(np.concatenate([np.repeat(a[..., :1], 3, 2), a[..., 1:]], 2), "RGBA")
         else:
             im = Image.fromarray(a[..., 0] if ch == 1 else a, mode)
-        fmt = _PIL_FORMAT[ext]
-        kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+        kwargs: dict[str, object] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
         if fmt == "JPEG":
             kwargs["subsampling"] = 0
+        kwargs.update(labels.save_options(mark, fmt))
+        if png_text:
+            from PIL.PngImagePlugin import PngInfo
+
+            info = kwargs.get("pnginfo")
+            info = info if isinstance(info, PngInfo) else PngInfo()
+            for key, value in png_text.items():
+                info.add_text(str(key), str(value))
+            kwargs["pnginfo"] = info
         im.save(tmp, format=fmt, **kwargs)
+        _sign(tmp, mark, path)
 
     atomic_write(path, write_to, overwrite=overwrite)
     return path
 
 
-def write_like(path: str | os.PathLike, image: torch.Tensor, like: LoadedImage, *, overwrite: bool = False) -> Path:
-    """Write `image` [1,3,H,W] with the alpha, bit depth and grayscale-ness of the file `like` was read from."""
+def _sign(tmp: Path, label: ProvenanceLabel | None, path: Path) -> None:
+    """A C2PA manifest of ``label`` on the written temporary file, when a signing key is configured."""
+    if label is not None:
+        from ..provenance.c2pa import sign_in_place
+
+        sign_in_place(tmp, label, name=path.name)
+
+
+def write_like(path: str | os.PathLike, image: torch.Tensor, like: LoadedImage, *, overwrite: bool = False,
+               label: ProvenanceLabel | None = None) -> Path:
+    """Write `image` [1,3,H,W] with the alpha, bit depth and grayscale-ness of the file `like` was read from
+    (label: as ``write_image``)."""
     return write_image(path, image, alpha=like.alpha, bit_depth=like.bit_depth, grayscale=like.grayscale,
-                       overwrite=overwrite)
+                       overwrite=overwrite, label=label)
 
 
 def image_to_uint8(image: torch.Tensor) -> np.ndarray:

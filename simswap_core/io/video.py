@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # PyAV is imported where it is used (importing this module st
     from av.packet import Packet
     from av.video.stream import VideoStream
 
+    from ..provenance.label import ProvenanceLabel
+
 _MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
 _MOV_AUDIO = _MP4_AUDIO + ("pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_u8")
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
@@ -194,6 +196,25 @@ def _stack(arrays: list[np.ndarray], device) -> torch.Tensor:
     return t.float().div_(255.0)
 
 
+# BT.601 limited range, what swscale uses for rgb24 -> yuv420p (rows: Y, Cb, Cr; input RGB in [0,1])
+_YUV601 = ((65.481, 128.553, 24.966), (-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
+
+
+def to_yuv420p(frames: torch.Tensor) -> np.ndarray:
+    """[B,3,H,W] float RGB [0,1] (even H and W), on any device -> [B, H*3/2, W] uint8 yuv420p planes (Y, then U,
+    then V, PyAV's ``from_ndarray(format="yuv420p")`` layout), BT.601 limited range like swscale's conversion,
+    chroma the mean of each 2x2 block. Converted on the frames' device, then one copy of half the bytes of RGB to
+    the host (no swscale work on the CPU: the GPU path of ``VideoWriter``)."""
+    b, _c, h, w = frames.shape
+    rgb = frames.detach().float().clamp(0, 1)
+    m = torch.tensor(_YUV601, dtype=rgb.dtype, device=rgb.device)
+    yuv = torch.einsum("kc,bchw->bkhw", m, rgb)
+    y = (yuv[:, 0] + 16.0).round().clamp(0, 255).to(torch.uint8).reshape(b, -1)
+    uv = torch.nn.functional.avg_pool2d(yuv[:, 1:], 2)
+    uv = (uv + 128.0).round().clamp(0, 255).to(torch.uint8).reshape(b, -1)
+    return torch.cat([y, uv], dim=1).reshape(b, h * 3 // 2, w).cpu().numpy()
+
+
 def to_uint8_hwc(frames: torch.Tensor) -> np.ndarray:
     """[B,3,H,W] float RGB [0,1] -> [B,H,W,3] uint8 (rounded), on the CPU."""
     return (frames.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -208,15 +229,19 @@ class VideoWriter:
     to keep its timestamps exactly). Timestamps are kept strictly increasing (a repeated or missing one becomes the
     one before plus one unit). The file is written to a temporary name and moved into place on a clean close (never
     left half-written, never replaces an existing file unless overwrite=True). Odd sizes use yuv444p (yuv420p
-    needs even sizes).
+    needs even sizes). codec: the FFmpeg encoder (libx264: x264 at ``crf``; h264_nvenc / hevc_nvenc: NVENC at
+    constant quality ``crf`` (its cq), chosen by ``video_devices.choose_encoder``).
     """
 
     def __init__(self, path: str | os.PathLike, fps: Fraction | float, width: int, height: int, *,
                  audio_from: str | os.PathLike | None = None, codec: str = "libx264", crf: int = 17,
-                 overwrite: bool = False, time_base: Fraction | None = None):
+                 overwrite: bool = False, time_base: Fraction | None = None, label: ProvenanceLabel | None = None):
         import av
 
+        from ..provenance.label import embedded_label
+
         self.path = Path(path)
+        self._label = embedded_label(label)   # the synthetic-media label (container tags, C2PA); None: unlabelled
         self.overwrite = overwrite
         self._file = AtomicFile(self.path, overwrite=overwrite)   # refuses an existing file unless overwrite
         self._tmp = self._file.tmp
@@ -238,10 +263,14 @@ class VideoWriter:
             raise InputError(f"{self.path}: time base must be > 0, got {time_base}")
         self.width, self.height = int(width), int(height)
         self.frames_written = 0
+        self.device_yuv: bool | None = None      # RGB -> YUV on the frames' device: None = when they are on CUDA
         self._last_pts: int | None = None        # pts of the last frame written (in self._tb)
         self._shift: int | None = None           # added to every pts (moves a negative first pts to 0)
         fmt = "mp4" if self.path.suffix.lower() in (".mp4", ".m4v") else None
         self._out = av.open(str(self._tmp), mode="w", format=fmt)
+        from ..provenance.video import label_container
+
+        label_container(self._out, self._label, self.path)
         if codec not in av.codecs_available:
             raise InputError(f"video codec {codec!r} is not available in this PyAV/FFmpeg build")
         # a video codec by its (run-time) name: PyAV's overloads only know literal names
@@ -255,6 +284,8 @@ class VideoWriter:
         self._v.codec_context.time_base = self._tb    # frames reach the encoder in this time base, unrounded
         if codec == "libx264":
             self._v.options = {"crf": str(crf), "preset": "medium"}
+        elif codec.endswith("_nvenc"):      # NVENC constant quality (cq ~ x264's crf scale), bit rate left free
+            self._v.options = {"preset": "p5", "tune": "hq", "rc": "vbr", "cq": str(crf)}
         self._audio_in = None
         self._audio_out: AudioStream | None = None
         self._audio_packets: Iterator[Packet[AudioStream]] | None = None
@@ -342,9 +373,12 @@ class VideoWriter:
                              f"got {tuple(frames.shape)}")
         assert self._out is not None, "VideoWriter: write after close"
         stamps = self._stamps(int(frames.shape[0]), pts, time_base)
+        # frames on a GPU for a yuv420p stream: converted there (device_yuv None = auto, True / False forces it)
+        yuv = self._v.pix_fmt == "yuv420p" and (frames.device.type == "cuda" if self.device_yuv is None
+                                                else self.device_yuv)
         try:
-            for a, stamp in zip(to_uint8_hwc(frames), stamps):
-                vf = av.VideoFrame.from_ndarray(a, format="rgb24")
+            for a, stamp in zip(to_yuv420p(frames) if yuv else to_uint8_hwc(frames), stamps):
+                vf = av.VideoFrame.from_ndarray(a, format="yuv420p" if yuv else "rgb24")
                 vf.pts = stamp
                 vf.time_base = self._tb
                 self._out.mux(self._v.encode(vf))
@@ -404,7 +438,20 @@ class VideoWriter:
             self._audio_in.close()
             self._audio_in = None
         self._verify()
+        self._sign()
         return self._file.commit()   # never replaces a file that appeared meanwhile (unless overwrite)
+
+    def _sign(self) -> None:
+        """A C2PA manifest of the label, when a signing key is configured (``provenance.configure_c2pa``)."""
+        if self._label is None:
+            return
+        from ..provenance.c2pa import sign_in_place
+
+        try:
+            sign_in_place(self._tmp, self._label, name=self.path.name)
+        except BaseException:
+            self.abort()
+            raise
 
     def _verify(self) -> None:
         """The closed temporary file holds every frame written (read back by demuxing); else abort, InputError."""

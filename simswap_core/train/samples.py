@@ -58,8 +58,10 @@ def render_samples(G: nn.Module, targets01: Tensor, sources01: Tensor, *,
 
 
 def save_grid(path: Path, rows: list[Tensor], *, overwrite: bool = True) -> Path:
-    """Write the grid of ``rows`` as a PNG, atomically."""
+    """Write the grid of ``rows`` as a PNG, atomically, labelled as synthetic media (its last row is generated)."""
+    from ..provenance import ProvenanceLabel
+
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise InputError(f"{path}: sample grids are PNG files; expected a .png name")
-    return write_image(path, make_grid(rows)[None], overwrite=overwrite)
+    return write_image(path, make_grid(rows)[None], overwrite=overwrite, label=ProvenanceLabel())
