@@ -117,11 +117,8 @@ def iter_video_frames_with_pts(path: str | os.PathLike, batch_size: int = 16,
             try:
                 frame = next(frames, None)
             except av.FFmpegError as e:
-                what = (f"{path}: damaged or truncated video: frame {decoded + 1} could not be decoded ({e}); "
-                        f"{decoded} frame(s) decoded before it")
-                if not allow_partial:
-                    raise InputError(what + "; pass --allow-partial (allow_partial=True) to use them") from None
-                warnings.warn(what + "; only those are used (allow_partial)", stacklevel=2)
+                damaged_video(f"{path}: damaged or truncated video: frame {decoded + 1} could not be decoded "
+                              f"({e}); {decoded} frame(s) decoded before it", allow_partial)
                 break
             if frame is None:
                 break
@@ -133,6 +130,14 @@ def iter_video_frames_with_pts(path: str | os.PathLike, batch_size: int = 16,
                 buf, stamps = [], []
         if buf:
             yield _stack(buf, device), stamps
+
+
+def damaged_video(what: str, allow_partial: bool) -> None:
+    """A decode error part-way through a video: InputError naming it, or with ``allow_partial`` a warning (the
+    frames decoded before it are then used)."""
+    if not allow_partial:
+        raise InputError(what + "; pass --allow-partial (allow_partial=True) to use them") from None
+    warnings.warn(what + "; only those are used (allow_partial)", stacklevel=3)
 
 
 @dataclass

@@ -261,11 +261,10 @@ def iter_torchcodec_frames(path: str | os.PathLike, batch_size: int, device: tor
         try:
             batch = dec.get_frames_in_range(start, stop)
         except Exception as e:          # torchcodec raises RuntimeError for damaged data
-            what = (f"{path}: damaged or truncated video: frames {start + 1}..{stop} could not be decoded "
-                    f"({_first_line(e)}); {start} frame(s) decoded before them")
-            if not allow_partial:
-                raise InputError(what + "; pass --allow-partial (allow_partial=True) to use them") from None
-            warnings.warn(what + "; only those are used (allow_partial)", stacklevel=2)
+            from .video import damaged_video
+
+            damaged_video(f"{path}: damaged or truncated video: frames {start + 1}..{stop} could not be decoded "
+                          f"({_first_line(e)}); {start} frame(s) decoded before them", allow_partial)
             return
         frames = batch.data.to(device, non_blocking=True).float().div_(255.0)
         seconds = batch.pts_seconds.tolist()     # torchcodec keeps pts on the CPU: no device sync
