@@ -100,7 +100,7 @@ def test_map_node_schema(server):
     swap_opt = server.object_info()["SimSwapSwap"]["input"]["optional"]
     assert swap_opt["identity_map"][0] == "SIMSWAP_IDENTITY_MAP" and "identity" in swap_opt
     options = server.object_info()["SimSwapSwapOptions"]["input"]
-    assert list(options["optional"]) == ["track_gap", "blend_smoothing"]   # after the saved widgets
+    assert list(options["optional"]) == ["track_gap", "blend_smoothing", "pixel_boost"]   # after the saved widgets
 
 
 def test_two_identities_onto_two_people_in_one_pass(server, fast_generator):

@@ -53,7 +53,8 @@ def test_extract_identity(pl_swapper, astronaut, pl_identity):
     with pytest.raises(NoFaceError, match=r"source image\(s\) \[1\]"):
         pl_swapper.extract_identity([astronaut, no_face_photo()])
     skipped = pl_swapper.extract_identity([astronaut, no_face_photo()], if_no_face="skip")
-    assert skipped.num_sources == 1 and torch.allclose(skipped.latent, ident.latent, atol=1e-5)
+    alone = pl_swapper.extract_identity(astronaut)   # now: tests elsewhere may have changed torch's thread count
+    assert skipped.num_sources == 1 and torch.allclose(skipped.latent, alone.latent, atol=1e-5)
     with pytest.raises(NoFaceError, match="no face found in any"):
         pl_swapper.extract_identity(no_face_photo())
 
