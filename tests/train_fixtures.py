@@ -36,12 +36,18 @@ def face_crops(size: int = CROP) -> torch.Tensor:
     # onnxruntime, not the torch default: the trainer tests' tolerances (random-weight discriminators amplify
     # rounding ~100x, training spec 10.4) were set on exactly these crops, and the two backends' landmarks differ
     # by up to 0.01 px, which moves every crop a little. The data must not change with the detector's default.
+    # The crops also depend (by rounding) on torch's thread count, which other test modules set: fix it here.
     detector = load_detector("yunet", backend="onnxruntime")
     crops = []
-    for frame in (read_image(t1_path()).image,
-                  torch.from_numpy(astronaut_uint8()).permute(2, 0, 1)[None].float() / 255.0):
-        faces = detector.detect(frame)
-        crops.append(align_faces(frame, faces, size, mode="none").crops)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for frame in (read_image(t1_path()).image,
+                      torch.from_numpy(astronaut_uint8()).permute(2, 0, 1)[None].float() / 255.0):
+            faces = detector.detect(frame)
+            crops.append(align_faces(frame, faces, size, mode="none").crops)
+    finally:
+        torch.set_num_threads(threads)
     return torch.cat(crops).clamp(0, 1)
 
 
