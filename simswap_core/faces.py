@@ -133,7 +133,7 @@ class DetectedFaces:
 
     def counts(self) -> list[int]:
         """Number of faces in each frame."""
-        return torch.bincount(self.frame_index.cpu(), minlength=self.num_frames).tolist()
+        return faces_per_frame(self.frame_index, self.num_frames).tolist()
 
     def areas(self) -> torch.Tensor:
         """[F] box areas in pixels²."""
@@ -183,3 +183,10 @@ class DetectedFaces:
         return DetectedFaces(torch.cat([i.boxes for i in items]), torch.cat([i.points for i in items]),
                              torch.cat([i.scores for i in items]), torch.cat(idx),
                              [s for i in items for s in i.frame_sizes], track_id, interpolated)
+
+
+def faces_per_frame(frame_index: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """[num_frames] int64 faces per frame from frame_index [F], on its device (a scatter: unlike bincount, no
+    device -> host sync)."""
+    return torch.zeros(num_frames, dtype=torch.int64, device=frame_index.device).scatter_add_(
+        0, frame_index.long(), torch.ones_like(frame_index, dtype=torch.int64))

@@ -28,6 +28,7 @@ from .color import ColorFilter, match_color
 from .cvwarp import warp_affine_cv4
 from .errors import InputError
 from .faces import DetectedFaces
+from .paste_rois import crop_rois, group_by_size
 
 OFFICIAL_ERODE = 40          # cv2.erode(np.ones((40,40))), anchor at (20,20)
 OFFICIAL_BLUR = 41           # cv2.GaussianBlur((41,41), 0) -> sigma = 0.3*((41-1)*0.5-1)+0.8 = 6.5
@@ -156,42 +157,6 @@ def official_frame_masks(white: torch.Tensor) -> torch.Tensor:
     return m / 255.0
 
 
-def _rois(rev: torch.Tensor, frame_index: torch.Tensor, crop_size: int, frame_size: tuple[int, int]
-          ) -> list[tuple[int, int, int, int, int] | None]:
-    """Per face (frame, x0, y0, x1, y1): frame pixel box of its warped crop plus ROI_MARGIN, clipped; None if
-    empty. One device -> host copy for all faces."""
-    s = crop_size
-    c = torch.tensor([[-1.0, -1.0], [s, -1.0], [-1.0, s], [s, s]], dtype=torch.float64, device=rev.device)
-    pts = c[None] @ rev[:, :, :2].transpose(1, 2) + rev[:, None, :, 2]                 # [F,4,2] frame px
-    lo = pts.amin(1).floor() - ROI_MARGIN
-    hi = pts.amax(1).ceil() + ROI_MARGIN + 1
-    host = torch.cat([lo, hi, frame_index[:, None].to(torch.float64)], 1).cpu().tolist()
-    h, w = frame_size
-    out: list[tuple[int, int, int, int, int] | None] = []
-    for f, (lx, ly, hx, hy, fi) in enumerate(host):
-        if not all(math.isfinite(v) for v in (lx, ly, hx, hy)):
-            raise InputError(f"paste_faces: face {f} has a singular alignment matrix")
-        x0, y0, x1, y1 = max(int(lx), 0), max(int(ly), 0), min(int(hx), w), min(int(hy), h)
-        out.append((int(fi), x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None)
-    return out
-
-
-def _groups(rois: list[tuple[int, int, int, int, int] | None]) -> list[list[int]]:
-    """Faces grouped so that a group's canvas (its largest ROI) is at most ~2x the area of each member's ROI."""
-    def area(i: int) -> int:
-        r = rois[i]
-        assert r is not None
-        return (r[3] - r[1]) * (r[4] - r[2])
-    idx = sorted((i for i, r in enumerate(rois) if r is not None), key=lambda i: -area(i))
-    groups: list[list[int]] = []
-    for i in idx:
-        if groups and 2 * area(i) >= area(groups[-1][0]):
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
 def paste_official(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces,
                    crop_masks: torch.Tensor | None = None, *, color_match: bool = False,
                    color_filter: ColorFilter | None = None, truncate: bool = True
@@ -222,21 +187,21 @@ def paste_official(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFa
     # the official postprocess: swapped * m + target * (1 - m) in float32 inside the crop
     content = faces if crop_masks is None else faces * crop_masks + crops * (1 - crop_masks)
     rev = official_inverse(official_matrices(aligned).to(dev))
-    rois = _rois(rev, aligned.frame_index.to(dev), s, (h, w))
+    rois, fidx = crop_rois(rev, aligned.frame_index, s, aligned.frame_sizes, ROI_MARGIN)
     # the official all-255 float64 crop: its warped values are multiples of 255/1024, exact in float32
     white = torch.full((1, 1, s, s), 255.0, dtype=torch.float32, device=dev)
     rendered: dict[int, tuple[torch.Tensor, torch.Tensor, int, int, int]] = {}
-    for g in _groups(rois):
+    for g in group_by_size(rois):
         group = [r for r in (rois[i] for i in g) if r is not None]
-        hr = max(min(h, OFFICIAL_BLUR), max(r[4] - r[2] for r in group))
-        wr = max(min(w, OFFICIAL_BLUR), max(r[3] - r[1] for r in group))
-        origins = [(min(r[1], w - wr), min(r[2], h - hr)) for r in group]
+        hr = max(min(h, OFFICIAL_BLUR), max(r[3] - r[1] for r in group))
+        wr = max(min(w, OFFICIAL_BLUR), max(r[2] - r[0] for r in group))
+        origins = [(min(r[0], w - wr), min(r[1], h - hr)) for r in group]
         gi = torch.tensor(g, device=dev)
         org = torch.tensor(origins, dtype=torch.int64, device=dev)
         face_px = warp_affine_cv4(content[gi], rev[gi], (hr, wr), origin=org)               # float32 [G,3,h,w]
         masks = official_frame_masks(warp_affine_cv4(white, rev[gi], (hr, wr), origin=org))  # float64 [G,1,h,w]
         for k, i in enumerate(g):
-            rendered[i] = (face_px[k], masks[k], origins[k][0], origins[k][1], group[k][0])
+            rendered[i] = (face_px[k], masks[k], origins[k][0], origins[k][1], fidx[i])
 
     # sequential blend in float64 on 0..255 over a per-frame buffer covering its faces' canvases
     frame_boxes: dict[int, list[int]] = {}

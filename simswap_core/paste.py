@@ -34,55 +34,9 @@ from .color import ColorFilter, match_color
 from .errors import InputError
 from .masks.edges import crop_border_mask
 from .official import paste_official
+from .paste_rois import crop_rois, group_by_size
 
 PASTE_MODES = ("default", "official")
-
-
-def _rois(aligned: AlignedFaces, margin: int) -> tuple[list[tuple[int, int, int, int] | None], list[int]]:
-    """(per face (x0, y0, x1, y1) frame pixel box of its warped crop plus ``margin``, clipped, or None if empty;
-    per face its frame index), as Python ints.
-
-    The boxes are computed on the device and fetched with ONE device -> host copy for all faces (the slice bounds
-    must be Python ints): the number of host syncs does not depend on the number of faces.
-    """
-    s = aligned.crop_size
-    mats = aligned.matrices
-    inv = invert_affine(mats.to(work_dtype(mats.device)))
-    c = torch.tensor([[-1.0, -1.0], [s, -1.0], [-1.0, s], [s, s]], dtype=inv.dtype, device=inv.device)
-    pts = c[None] @ inv[:, :, :2].transpose(1, 2) + inv[:, None, :, 2]                   # [F,4,2] frame px
-    lo = pts.amin(1).floor() - margin
-    hi = pts.amax(1).ceil() + margin + 1
-    finite = torch.isfinite(lo).all(1) & torch.isfinite(hi).all(1)
-    table = torch.cat([torch.where(finite[:, None], lo, 0), torch.where(finite[:, None], hi, 0), finite[:, None],
-                       aligned.frame_index.to(inv.device, inv.dtype)[:, None]], 1).tolist()     # [F,6] at once
-    out: list[tuple[int, int, int, int] | None] = []
-    fidx = []
-    for f, (lx, ly, hx, hy, ok, fi) in enumerate(table):
-        if not ok:
-            raise InputError(f"paste_faces: face {f} has a singular alignment matrix")
-        fidx.append(int(fi))
-        h, w = aligned.frame_sizes[int(fi)]
-        x0, y0 = max(int(lx), 0), max(int(ly), 0)
-        x1, y1 = min(int(hx), w), min(int(hy), h)
-        out.append((x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None)
-    return out, fidx
-
-
-def _groups(rois) -> list[list[int]]:
-    """Faces grouped so that a group's canvas (its largest ROI) is at most ~2x the area of each member's ROI."""
-    idx = [i for i, r in enumerate(rois) if r is not None]
-    idx.sort(key=lambda i: -(rois[i][2] - rois[i][0]) * (rois[i][3] - rois[i][1]))
-    groups: list[list[int]] = []
-    for i in idx:
-        area = (rois[i][2] - rois[i][0]) * (rois[i][3] - rois[i][1])
-        g = groups[-1] if groups else None
-        if g is not None:
-            first = (rois[g[0]][2] - rois[g[0]][0]) * (rois[g[0]][3] - rois[g[0]][1])
-            if 2 * area >= first:
-                g.append(i)
-                continue
-        groups.append([i])
-    return groups
 
 
 def _render(content: torch.Tensor, aligned: AlignedFaces, rois, groups, fidx: list[int]):
@@ -156,19 +110,18 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
         check_masks(crop_masks, "paste_faces crop_masks", count=nf, size=(s, s))
     if protect is not None:
         protect = check_protect(protect, n, (h, w))
-    out = frames.clone()
-    union = frames.new_zeros(n, 1, h, w)
     if nf == 0:
-        return out, union
+        return frames.clone(), frames.new_zeros(n, 1, h, w)
     dev = frames.device
-    faces = faces.to(dev, torch.float32)
-    crops = aligned.crops.to(dev, torch.float32)
     cm = None if crop_masks is None else crop_masks.to(dev, torch.float32)
-
     if mode == "official":                    # SimSwap's reverse2wholeimage, OpenCV 4.x-exact: official.py
         out, union = paste_official(frames, faces, aligned, cm, color_match=color_match, color_filter=color_filter,
                                     truncate=uint8_truncate)
         return apply_protect(frames, out, union, protect) if protect is not None else (out, union)
+    out = frames.clone()
+    union = frames.new_zeros(n, 1, h, w)
+    faces = faces.to(dev, torch.float32)
+    crops = aligned.crops.to(dev, torch.float32)
     border = crop_border_mask(s, erode, feather, dev)
     alpha = border if cm is None else cm * border
     alpha = alpha.expand(nf, 1, s, s)
@@ -176,10 +129,10 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, aligned: AlignedFaces
         faces = match_color(faces, crops, alpha, stats_filter=color_filter)
     d = float(detail)
     content = torch.cat([faces - d * crops, alpha], 1)
-    rois, fidx = _rois(aligned, 1)
-
-    groups = _groups(rois)
-    rendered = _render(content, aligned, rois, groups, fidx)
+    mats = aligned.matrices
+    rois, fidx = crop_rois(invert_affine(mats.to(work_dtype(mats.device))), aligned.frame_index, s,
+                           aligned.frame_sizes, margin=1)
+    rendered = _render(content, aligned, rois, group_by_size(rois), fidx)
 
     for i in range(nf):                       # sequential compositing: cheap slice blends (see module docstring)
         if i not in rendered:

@@ -134,9 +134,14 @@ class SwapOptions:
     pixel_boost: int = 1  # faces aligned at pixel_boost x the generator's size, swapped phase by phase
 
     @property
+    def official(self) -> bool:
+        """SimSwap's own whole-image paste (paste_mode "official"): its own crops and blend."""
+        return self.paste_mode == "official"
+
+    @property
     def official_parsing(self) -> bool:
         """SimSwap's own parsing paste: official mode with a parsing mask."""
-        return self.paste_mode == "official" and self.mask is not None and self.mask.kind == "parsing"
+        return self.official and self.mask is not None and self.mask.kind == "parsing"
 
 
 @dataclass
@@ -161,14 +166,8 @@ class ChosenFaces:
     def per_frame(self) -> list[int]:
         """Selected faces per frame of the batch (Python ints; one host sync the first time, then kept)."""
         if self.counts is None:
-            self.counts = faces_per_frame(self.faces.frame_index, self.faces.num_frames).tolist()
+            self.counts = self.faces.counts()
         return self.counts
-
-
-def faces_per_frame(frame_index: torch.Tensor, frames: int) -> torch.Tensor:
-    """[N] int64 faces per frame from frame_index [F] (on its device; a scatter, no host sync unlike bincount)."""
-    return torch.zeros(frames, dtype=torch.int64, device=frame_index.device).scatter_add_(
-        0, frame_index.long(), torch.ones_like(frame_index, dtype=torch.int64))
 
 
 class FramesWithoutFaceError(NoFaceError):
@@ -370,7 +369,7 @@ class FaceSwapper:
         aligned_all = dist = None
         if opts.selection.how == "reference" and len(candidates):
             assert opts.reference is not None and self.arcface is not None, "checked by _options"
-            aligned_all = self.align(frames, candidates, official=opts.paste_mode == "official",
+            aligned_all = self.align(frames, candidates, official=opts.official,
                                      boost=opts.pixel_boost)
             with self.timer.stage("identity"):
                 dist = reference_distance(self.arcface, aligned_all.crops, opts.reference)
@@ -379,7 +378,7 @@ class FaceSwapper:
         order = keep[torch.argsort(candidates.frame_index[keep], stable=True)]     # frame order, like select()
         chosen = candidates.select(keep)
         slots = assign_identities(candidates, opts.selection, order, max(len(opts.identities), 1))
-        counts = faces_per_frame(chosen.frame_index, chosen.num_frames).tolist()     # the chunk's one count sync
+        counts = chosen.counts()                   # the chunk's one count sync
         empty = [i for i, c in enumerate(counts) if c == 0]
         reasons = self._reasons(empty, detected, candidates, dist, opts) if empty else {}
         return ChosenFaces(chosen, detected, None if aligned_all is None else aligned_all.select(order), slots,
@@ -397,14 +396,14 @@ class FaceSwapper:
         aligned_all = dist = None
         if imap.needs_arcface and len(candidates):
             assert self.arcface is not None, "checked by _options"
-            aligned_all = self.align(frames, candidates, official=opts.paste_mode == "official",
+            aligned_all = self.align(frames, candidates, official=opts.official,
                                      boost=opts.pixel_boost)
             with self.timer.stage("identity"):
                 dist = reference_distances(raw_embeddings(self.arcface, aligned_all.crops), imap)
         keep, slots = assign_faces(candidates, imap, distances=dist, track_slots=opts.track_slots)
         idx = keep.nonzero().flatten()          # candidates are in frame order, so idx is too
         chosen = candidates.select(idx)
-        counts = faces_per_frame(chosen.frame_index, chosen.num_frames).tolist()     # the chunk's one count sync
+        counts = chosen.counts()                   # the chunk's one count sync
         empty = [i for i, c in enumerate(counts) if c == 0]
         reasons = self._map_reasons(empty, detected, candidates, dist, opts) if empty else {}
         return ChosenFaces(chosen, detected, None if aligned_all is None else aligned_all.select(idx), slots[idx],
@@ -579,7 +578,7 @@ class FaceSwapper:
                 extra["color_filter"] = color_filter
         with self.timer.stage("paste"):
             return paste_faces(frames, swapped, aligned, crop_masks, color_match=opts.color_match,
-                               mode=opts.paste_mode, uint8_truncate=opts.paste_mode == "official", **extra)
+                               mode=opts.paste_mode, uint8_truncate=opts.official, **extra)
 
     # -- identity -------------------------------------------------------------------------------------------
     def extract_identity(self, images: torch.Tensor | list[torch.Tensor], *, select: str | FaceSelection = "largest",
@@ -670,7 +669,7 @@ class FaceSwapper:
             chosen = self.track(self.choose(chunk, detected, opts), opts)
             per_frame = chosen.per_frame()
             without = self._frames_without_face(chosen, per_frame, start, n, opts)
-            aligned = chosen.aligned or self.align(chunk, chosen.faces, official=opts.paste_mode == "official",
+            aligned = chosen.aligned or self.align(chunk, chosen.faces, official=opts.official,
                                                    boost=opts.pixel_boost)
             latents = self.latents(aligned, latent, chosen.slots, opts)
             swapped = self.generate(aligned, latents, opts, frame_progress(progress, start, n, per_frame, on_step))
@@ -716,7 +715,7 @@ class FaceSwapper:
         opts.pixel_boost = check_pixel_boost(pixel_boost)
         if opts.pixel_boost == 1:
             return
-        if opts.paste_mode == "official":
+        if opts.official:
             raise InputError("pixel_boost: the official paste mode reproduces SimSwap's own output at the "
                              "generator's size; use paste_mode='default' with pixel_boost > 1")
         if self.crop_size * opts.pixel_boost > MAX_CROP_SIZE:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checks import check_images
-from ..faces import DetectedFaces
+from ..faces import DetectedFaces, faces_per_frame
 
 
 def default_search_dirs() -> list[Path]:
@@ -49,8 +49,7 @@ def rank_within_frame(frame_index: torch.Tensor, key: torch.Tensor, num_frames: 
     perm = perm[torch.argsort(frame_index[perm], stable=True)]
     pos = torch.empty_like(perm)
     pos[perm] = torch.arange(n, device=perm.device)
-    counts = torch.zeros(num_frames, dtype=torch.int64, device=frame_index.device).scatter_add_(
-        0, frame_index, torch.ones_like(frame_index))              # faces per frame (unlike bincount: no sync)
+    counts = faces_per_frame(frame_index, num_frames)
     starts = torch.cumsum(counts, 0) - counts
     return pos - starts[frame_index]
 
