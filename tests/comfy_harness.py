@@ -73,6 +73,23 @@ def use_comfy_api() -> Path:
     return d
 
 
+@pytest.fixture()
+def identities_folder(tmp_path, monkeypatch):
+    """models/simswap registered in ComfyUI's folder_paths, pointing at a temp folder (restored afterwards); yields
+    its identities/ folder. Import it into a test module that uses the pack's nodes without a server."""
+    use_comfy_api()
+    import folder_paths
+
+    from nodes._common import register_model_folders
+
+    register_model_folders()
+    _paths, exts = folder_paths.folder_names_and_paths["simswap"]
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "simswap", ([str(tmp_path)], exts))
+    folder_paths.filename_list_cache.pop("simswap", None)
+    yield tmp_path / "identities"
+    folder_paths.filename_list_cache.pop("simswap", None)
+
+
 def torch_has_accelerator() -> bool:
     import torch
 

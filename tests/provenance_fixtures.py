@@ -1,10 +1,26 @@
-"""A C2PA test signing identity made at test time with ``cryptography`` (nothing committed): a test CA and an
-end-entity certificate it issued, as the C2PA certificate profile wants (used by tests/test_provenance.py and
-bench/bench_provenance.py)."""
+"""Provenance test helpers: a C2PA test signing identity made at test time with ``cryptography`` (nothing
+committed: a test CA and an end-entity certificate it issued, as the C2PA certificate profile wants; used by
+tests/test_provenance*.py and bench/bench_provenance.py), and the fixture that starts each test with labelling on."""
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def fresh_labelling(monkeypatch):
+    """Each test starts with labelling on and no C2PA signer (whatever the environment says). Autouse in the
+    modules that import it."""
+    monkeypatch.delenv("SIMSWAP_LABEL", raising=False)
+    monkeypatch.delenv("SIMSWAP_C2PA_CERT", raising=False)
+    monkeypatch.delenv("SIMSWAP_C2PA_KEY", raising=False)
+    from simswap_core.provenance import c2pa as c2pa_mod
+    from simswap_core.provenance import label as label_mod
+
+    monkeypatch.setattr(label_mod, "_state", {"enabled": None, "warned": False})
+    monkeypatch.setattr(c2pa_mod, "_configured", {"config": None, "set": False})
 
 
 def make_test_signer(folder: Path) -> tuple[Path, Path]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from comfy_harness import use_comfy_api
+from comfy_harness import identities_folder, use_comfy_api  # noqa: F401  (fixture)
 
 use_comfy_api()
 
@@ -137,19 +137,6 @@ def test_similarity_with_no_face_and_bad_originals(pl_models, astronaut):
 
 
 # ------------------------------------------------------------------------------------------------------- nodes
-@pytest.fixture()
-def identities_folder(tmp_path, monkeypatch):
-    """models/simswap registered in ComfyUI's folder_paths, pointing at a temp folder (restored afterwards)."""
-    import folder_paths
-
-    from nodes._common import register_model_folders
-
-    register_model_folders()
-    paths, exts = folder_paths.folder_names_and_paths["simswap"]
-    monkeypatch.setitem(folder_paths.folder_names_and_paths, "simswap", ([str(tmp_path)], exts))
-    folder_paths.filename_list_cache.pop("simswap", None)
-    yield tmp_path / "identities"
-    folder_paths.filename_list_cache.pop("simswap", None)
 
 
 @pytest.fixture(scope="module")

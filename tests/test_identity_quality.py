@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from comfy_harness import identities_folder  # noqa: F401  (fixture)
 from simswap_core.errors import InputError
 from simswap_core.face_quality import (
     FaceQuality,
@@ -183,22 +184,6 @@ def test_cli_identity_strength_is_a_percentage():
 
 
 # ------------------------------------------------------------------------------------------------------ the nodes
-@pytest.fixture()
-def identities_folder(tmp_path, monkeypatch):
-    """models/simswap registered in ComfyUI's folder_paths, pointing at a temp folder."""
-    from comfy_harness import use_comfy_api
-
-    use_comfy_api()
-    import folder_paths
-
-    from nodes._common import register_model_folders
-
-    register_model_folders()
-    _paths, exts = folder_paths.folder_names_and_paths["simswap"]
-    monkeypatch.setitem(folder_paths.folder_names_and_paths, "simswap", ([str(tmp_path)], exts))
-    folder_paths.filename_list_cache.pop("simswap", None)
-    yield tmp_path / "identities"
-    folder_paths.filename_list_cache.pop("simswap", None)
 
 
 def test_identity_nodes_show_the_per_photo_quality(identities_folder, pl_models, pl_weights, variants):

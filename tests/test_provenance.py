@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from provenance_fixtures import make_test_signer
+from provenance_fixtures import fresh_labelling, make_test_signer  # noqa: F401  (autouse fixture)
 
 from pipeline_fixtures import astronaut_small, astronaut_uint8
 from simswap_core import provenance
@@ -38,19 +38,6 @@ def label(tmp_path) -> provenance.ProvenanceLabel:
     model = tmp_path / "simswap_224.pth"
     model.write_bytes(b"seeded model bytes " * 100)
     return make_label(generator=model)
-
-
-@pytest.fixture(autouse=True)
-def fresh_switch(monkeypatch):
-    """Each test starts with labelling on and no C2PA signer (whatever the environment says)."""
-    monkeypatch.delenv("SIMSWAP_LABEL", raising=False)
-    monkeypatch.delenv("SIMSWAP_C2PA_CERT", raising=False)
-    monkeypatch.delenv("SIMSWAP_C2PA_KEY", raising=False)
-    from simswap_core.provenance import c2pa as c2pa_mod
-    from simswap_core.provenance import label as label_mod
-
-    monkeypatch.setattr(label_mod, "_state", {"enabled": None, "warned": False})
-    monkeypatch.setattr(c2pa_mod, "_configured", {"config": None, "set": False})
 
 
 def independent_source_type(xmp: bytes | str) -> str | None:

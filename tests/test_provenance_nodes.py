@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from provenance_fixtures import fresh_labelling  # noqa: F401  (autouse fixture)
 
 from comfy_harness import use_comfy_api
 from pipeline_fixtures import astronaut_small, to_tensor
@@ -19,16 +20,6 @@ use_comfy_api()
 
 from simswap_core import provenance  # noqa: E402
 from simswap_core.provenance import read_provenance  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def labelling_on(monkeypatch):
-    from simswap_core.provenance import label as label_mod
-
-    monkeypatch.delenv("SIMSWAP_LABEL", raising=False)
-    monkeypatch.delenv("SIMSWAP_C2PA_CERT", raising=False)
-    monkeypatch.delenv("SIMSWAP_C2PA_KEY", raising=False)
-    monkeypatch.setattr(label_mod, "_state", {"enabled": None, "warned": False})
 
 
 @pytest.fixture
