@@ -51,12 +51,9 @@ class ModelCache:
     @staticmethod
     def _core_paths(args: argparse.Namespace) -> tuple[Path, Path]:
         """The generator and ArcFace files ``cli.common.load_models`` resolves for these flags."""
-        from ..models.find import find_model
+        from ..cli.common import model_file
 
-        gen_name = args.generator or ("simswap_512" if args.size == 512 else "simswap_224")
-        gen = find_model(gen_name, kind="generator" if args.generator is None else None)
-        arc = find_model(args.arcface or "arcface", kind="arcface" if args.arcface is None else None)
-        return gen, arc
+        return model_file(args, "generator"), model_file(args, "arcface")
 
     def _core_key(self, args: argparse.Namespace, dev: torch.device) -> tuple[Any, ...]:
         """What chooses the generator / ArcFace / detector: their files (path, size, mtime), --size, every
@@ -70,9 +67,8 @@ class ModelCache:
     def load(self, args: argparse.Namespace, mask: Any, dev: torch.device) -> tuple[Any, Any, Any, Any, Any]:
         """(generator, arcface, detector, parser or None, sam or None) for ``cmd_swap``: what ``load_models``,
         ``load_parser_cli`` and ``load_sam_cli`` would return for ``args``, loaded once per set of flags."""
-        from ..cli.common import load_models, load_parser_cli
+        from ..cli.common import load_models, load_parser_cli, model_file
         from ..cli.swap import load_sam_cli
-        from ..models.find import find_model
 
         gen, arc = self._core_paths(args)
         key = self._core_key(args, dev)
@@ -90,14 +86,14 @@ class ModelCache:
             if pkey not in self._parsers:
                 self._parsers[pkey] = load_parser_cli(args, dev)
             parser = self._parsers[pkey]
-            files["parser"] = find_model(args.parser or "bisenet", kind="parser" if args.parser is None else None)
+            files["parser"] = model_file(args, "parser")
         sam = None
         if mask is not None and mask.needs_sam:
             skey = (args.sam, str(dev))
             if skey not in self._sams:
                 self._sams[skey] = load_sam_cli(args, mask, dev)
             sam = self._sams[skey]
-            files["sam"] = find_model(args.sam, kind="sam")
+            files["sam"] = model_file(args, "sam")
         self.last_files = files
         return generator, arcface, detector, parser, sam
 

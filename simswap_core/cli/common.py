@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -111,14 +112,29 @@ def load_detector_cli(name: str, threshold: float | None, device: torch.device, 
     return load_detector(name, **kwargs)
 
 
+def model_file(args: argparse.Namespace, role: str) -> Path:
+    """The file the swap flags name for model ``role``: "generator" (--generator, else the official 224 or 512 by
+    --size), "arcface" (--arcface), "parser" (--parser, else BiSeNet) or "sam" (--sam), found in the model folders.
+    The one place these names are resolved: loading, the output's label and ``simswap batch``'s records agree."""
+    from ..models.find import find_model
+
+    if role == "generator":
+        name = args.generator or ("simswap_512" if args.size == 512 else "simswap_224")
+        return find_model(name, kind="generator" if args.generator is None else None)
+    if role == "arcface":
+        return find_model(args.arcface or "arcface", kind="arcface" if args.arcface is None else None)
+    if role == "parser":
+        return find_model(args.parser or "bisenet", kind="parser" if args.parser is None else None)
+    if role == "sam":
+        return find_model(args.sam, kind="sam")
+    raise ValueError(f"model_file: unknown role {role!r}")
+
+
 def load_models(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module, Any]:
     """(generator, arcface, detector) from --generator/--size, --arcface, --detector/--det-threshold."""
-    from ..models.find import find_model
     from ..models.loaders import load_arcface, load_generator
 
-    gen_name = args.generator or ("simswap_512" if args.size == 512 else "simswap_224")
-    gen_path = find_model(gen_name, kind="generator" if args.generator is None else None)
-    arc_path = find_model(args.arcface or "arcface", kind="arcface" if args.arcface is None else None)
+    gen_path, arc_path = model_file(args, "generator"), model_file(args, "arcface")
     generator = load_generator(gen_path)
     if args.size is not None and getattr(generator, "crop_size", args.size) != args.size and args.generator:
         warnings.warn(f"--size {args.size} but {gen_path.name} was made for {generator.crop_size} crops; "
@@ -130,11 +146,9 @@ def load_models(args: argparse.Namespace, device: torch.device) -> tuple[torch.n
 
 def load_parser_cli(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     """The BiSeNet face parser from --parser (default: bisenet, found in the model folders)."""
-    from ..models.find import find_model
     from ..models.loaders import load_parser
 
-    return load_parser(find_model(args.parser or "bisenet", kind="parser" if args.parser is None else None),
-                       device=device)
+    return load_parser(model_file(args, "parser"), device=device)
 
 
 # --------------------------------------------------------------------------------------------- progress

@@ -18,6 +18,7 @@ from .common import (
     int_in,
     load_models,
     load_parser_cli,
+    model_file,
     parse_size,
     positive_int,
     smooth_strength,
@@ -318,10 +319,9 @@ def load_sam_cli(args: argparse.Namespace, mask: Any, dev: torch.device) -> torc
         raise InputError(f"--mask {args.mask}: this mask kind needs a Segment Anything model; add --sam NAME|PATH "
                          "(e.g. --sam sam_vit_b, the official sam_vit_b_01ec64.pth in models/sams)")
     from ..errors import CheckpointError, UnsafeCheckpointError
-    from ..models.find import find_model
     from ..models.loaders import load_sam
 
-    path = find_model(args.sam, kind="sam")
+    path = model_file(args, "sam")
     try:
         return load_sam(path, device=dev)
     except CheckpointError as e:     # another kind of model, a truncated or unsafe file: say which flag gave it
@@ -359,18 +359,13 @@ def cmd_swap(args: argparse.Namespace) -> int:
 def output_label(args: argparse.Namespace, detector: Any, mask: Any) -> Any:
     """The output's synthetic-media label: this pack, "face replaced", the model files used and their sha256
     (found by the same names as ``load_models``); never the source person's identity."""
-    from ..models.find import find_model
     from ..provenance import make_label
 
-    gen, arc, parser = (getattr(args, k, None) for k in ("generator", "arcface", "parser"))
-    gen_name = gen or ("simswap_512" if getattr(args, "size", None) == 512 else "simswap_224")
     return make_label(
-        generator=find_model(gen_name, kind="generator" if gen is None else None),
-        arcface=find_model(arc or "arcface", kind="arcface" if arc is None else None),
+        generator=model_file(args, "generator"), arcface=model_file(args, "arcface"),
         detector=getattr(detector, "model_path", None),
-        parser=find_model(parser or "bisenet", kind="parser" if parser is None else None)
-        if mask is not None and mask.needs_parser else None,
-        sam=find_model(args.sam, kind="sam") if mask is not None and mask.needs_sam else None)
+        parser=model_file(args, "parser") if mask is not None and mask.needs_parser else None,
+        sam=model_file(args, "sam") if mask is not None and mask.needs_sam else None)
 
 
 def _cmd_swap(args: argparse.Namespace) -> int:
