@@ -134,9 +134,6 @@ def work_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-_work_dtype = work_dtype
-
-
 def similarity_fit(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     """Least-squares similarity (rotation, uniform scale, translation) mapping src -> dst.
 
@@ -168,7 +165,7 @@ def estimate_alignment(points: torch.Tensor, crop_size: int, mode: str,
     if int(crop_size) <= 0:
         raise InputError(f"estimate_alignment: crop_size must be a positive int, got {crop_size!r}")
     dev = points.device
-    wd = _work_dtype(dev)
+    wd = work_dtype(dev)
     tpl = templates(int(crop_size), mode, dev, wd)                            # [T,5,2]
     f, t = points.shape[0], tpl.shape[0]
     if f == 0:
@@ -188,7 +185,7 @@ def invert_affine(matrices: torch.Tensor) -> torch.Tensor:
     """[F,2,3] -> [F,2,3] closed-form inverse (as ``cv2.invertAffineTransform`` / the official mat_rev)."""
     if matrices.ndim != 3 or matrices.shape[1:] != (2, 3):
         raise InputError(f"invert_affine: matrices must be [F,2,3], got {tuple(matrices.shape)}")
-    m = matrices.to(_work_dtype(matrices.device))
+    m = matrices.to(work_dtype(matrices.device))
     a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
     d, e, f = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
     det = a * e - b * d
@@ -210,7 +207,7 @@ def sample_grid(matrices: torch.Tensor, height: int, width: int, src_h: int, src
     offsets the output pixel coordinates (used to render a region of interest of a larger image).
     """
     dev = matrices.device
-    wd = _work_dtype(dev)
+    wd = work_dtype(dev)
     m = matrices.to(wd)
     ys = torch.arange(height, device=dev, dtype=wd)
     xs = torch.arange(width, device=dev, dtype=wd)
