@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .align import AlignedFaces, default_mode, estimate_alignment, transform_points
+from .align import MAX_CROP_SIZE, AlignedFaces, default_mode, estimate_alignment, transform_points
 from .checks import check_integer
 from .color import ColorFilter, match_color
 from .cvwarp import warp_affine_cv4
@@ -80,7 +80,7 @@ def align_official(frames: torch.Tensor, faces: DetectedFaces, crop_size: int,
     n, _, h, w = frames.shape
     if len(faces.frame_sizes) != n or any(tuple(z) != (h, w) for z in faces.frame_sizes):
         raise InputError(f"align_official: faces describe frames {faces.frame_sizes}, got {n} of {(h, w)}")
-    s = check_integer(crop_size, "align_official: crop_size", low=1, high=2048)
+    s = check_integer(crop_size, "align_official: crop_size", low=1, high=MAX_CROP_SIZE)
     mode = default_mode(s) if mode is None else str(mode).lower()
     dev = frames.device
     if not len(faces):
